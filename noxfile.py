@@ -1,0 +1,115 @@
+"""Sessions for the npr monorepo: `nox -l` lists them, `nox` runs the default set."""
+
+import glob
+import os
+import shutil
+import sys
+import tempfile
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests", "integration", "build"]
+
+# Each wheel and the npr siblings it declares: the single source of truth for installs.
+PACKAGES = {
+    "distributions": [],
+    "handlers": [],
+    "diagnostics": [],
+    "infer": ["distributions", "handlers", "diagnostics"],
+}
+PYTHON = None  # the interpreter nox runs under
+
+
+def _paths(names, extra=""):
+    return [f"packages/npr-{name}{extra}" for name in names]
+
+
+def _install_all(session, extras="test"):
+    session.install(*_paths(["distributions", "handlers", "diagnostics"]), f"packages/npr-infer[{extras}]")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", list(PACKAGES), ids=list(PACKAGES))
+def tests(session, package):
+    """One wheel alone (plus its declared siblings): doctests of what is installed, then its tests."""
+    session.install(*_paths(PACKAGES[package]), f"packages/npr-{package}[test]")
+    session.chdir(f"packages/npr-{package}")
+    session.run("pytest", "-q", "--doctest-modules", "--pyargs", f"npr.{package}")
+    session.run("pytest", "-q", "-m", "not slow", "tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def integration(session):
+    """All four wheels together: end-to-end models in tests/integration."""
+    _install_all(session)
+    session.run("pytest", "-q", "-m", "not slow", "tests/integration", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def slow(session):
+    """Long statistical tests (posterior database, calibration) across every wheel."""
+    _install_all(session)
+    for package in PACKAGES:
+        session.run("pytest", "-q", "-m", "slow", f"packages/npr-{package}/tests", success_codes=[0, 5])
+    session.run("pytest", "-q", "-m", "slow", "tests/integration", success_codes=[0, 5])
+
+
+@nox.session(python=PYTHON)
+def lint(session):
+    """ruff check, ruff format --check, and the layout rules of the four wheels."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("python", "tools/check_layout.py")
+
+
+@nox.session(python=PYTHON)
+def build(session):
+    """Wheels and sdists into dist/, then each wheel installed alone into a fresh env and imported."""
+    session.install("build")
+    shutil.rmtree("dist", ignore_errors=True)
+    for package in PACKAGES:
+        session.run("python", "-m", "build", "--installer", "uv", "--outdir", "dist", f"packages/npr-{package}")
+    wheels = {name: glob.glob(f"dist/npr_{name}-*.whl") for name in PACKAGES}
+    for name, found in wheels.items():
+        if len(found) != 1 or len(glob.glob(f"dist/npr_{name}-*.tar.gz")) != 1:
+            session.error(f"expected one wheel and one sdist for npr-{name}, found {found}")
+    probes = {
+        "distributions": "import npr.distributions as d; d.Normal(0.0, 1.0)",
+        "handlers": (
+            "import sys, npr.handlers; "
+            "assert 'npr.distributions' not in sys.modules, 'npr.handlers imported npr.distributions'"
+        ),
+        "diagnostics": ("import sys, npr.diagnostics; assert 'jax' not in sys.modules, 'npr.diagnostics imported jax'"),
+        "infer": "import npr.infer, npr.distributions, npr.handlers, npr.diagnostics",
+    }
+    for name in PACKAGES:
+        with tempfile.TemporaryDirectory() as env_dir:
+            session.run("uv", "venv", "--quiet", "--python", sys.executable, env_dir, external=True)
+            python = os.path.join(env_dir, "bin", "python")
+            own = [wheels[name][0]] + [wheels[dep][0] for dep in PACKAGES[name]]
+            session.run("uv", "pip", "install", "--quiet", "--python", python, *own, external=True)
+            session.run(python, "-c", probes[name], external=True)
+            others = [other for other in PACKAGES if other not in PACKAGES[name] and other != name]
+            check_missing = "; ".join(
+                f"importlib.util.find_spec('npr.{other}') is None or sys.exit('npr.{other} present')"
+                for other in others
+            )
+            session.run(python, "-c", f"import importlib.util, sys; {check_missing}", external=True)
+
+
+@nox.session(python=PYTHON)
+def demo(session):
+    """The main job: the logistic-regression example with progress bars and the summary table."""
+    _install_all(session, extras="test")
+    session.run("python", "examples/logistic_regression.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session):
+    """Side-by-side benchmarks against NumPyro (and ArviZ for diagnostics); writes benchmarks/RESULTS.md."""
+    _install_all(session)
+    session.install("numpyro", "arviz")
+    session.run("python", "benchmarks/run.py", *session.posargs)
