@@ -190,7 +190,7 @@ class Distribution:
         params = ", ".join(
             f"{name}: {_shape_str(getattr(self, name))}"
             for name in self._data_fields()
-            if hasattr(self, name) and getattr(self, name) is not None and hasattr(getattr(self, name), "shape")
+            if isinstance(getattr(self, name, None), (jax.Array, np.ndarray))
         )
         return (
             f"{type(self).__name__}({params}; batch_shape={self.batch_shape}, event_shape={self.event_shape})"
@@ -202,6 +202,10 @@ def guarded_log_prob(log_prob):
 
     @functools.wraps(log_prob)
     def wrapper(self, value):
+        value = jnp.asarray(value)
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            # Integer counts: compute in the default float precision, not the integer's width.
+            value = value.astype(jnp.result_type(float))
         self._validate_sample(value)
         result = log_prob(self, value)
         support = self.support
@@ -363,11 +367,13 @@ class TransformedDistribution(Distribution):
         self.base_distribution = base_distribution
         event_dim = len(base_distribution.event_shape)
         shape = base_distribution.batch_shape + base_distribution.event_shape
+        support = base_distribution.support
         for t in self.transforms:
             event_dim = t.codomain.event_dim + max(event_dim - t.domain.event_dim, 0)
             shape = t.forward_shape(shape)
+            support = t.codomain_given(support)
         split = len(shape) - event_dim
-        self.support = self.transforms[-1].codomain if self.transforms else base_distribution.support
+        self.support = support
         self.reparametrized_params = base_distribution.reparametrized_params
         super().__init__(shape[:split], shape[split:], validate_args=validate_args)
 

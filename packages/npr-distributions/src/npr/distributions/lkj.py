@@ -97,10 +97,6 @@ class LKJCholesky(Distribution):
         powers = (k - jnp.arange(2, k + 1)) + 2 * eta[..., None] - 2
         return jnp.sum(powers * jnp.log(diagonal), axis=-1) - _log_normaliser(k, eta)
 
-    @property
-    def mean(self):
-        return jnp.broadcast_to(jnp.eye(self.dimension), self.batch_shape + self.event_shape)
-
 
 class LKJ(LKJCholesky):
     """Correlation matrices C ~ LKJ(concentration), density proportional to det(C)^(concentration - 1).
@@ -122,3 +118,8 @@ class LKJ(LKJCholesky):
         cholesky = jnp.linalg.cholesky(value)
         log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(cholesky, axis1=-2, axis2=-1)), axis=-1)
         return (self.concentration - 1) * log_det - _log_normaliser(self.dimension, self.concentration)
+
+    @property
+    def mean(self):
+        """The identity: every off-diagonal correlation is symmetric about zero."""
+        return jnp.broadcast_to(jnp.eye(self.dimension), self.batch_shape + self.event_shape)

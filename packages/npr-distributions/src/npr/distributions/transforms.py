@@ -58,6 +58,10 @@ class Transform:
     def inverse_shape(self, shape):
         return tuple(shape)
 
+    def codomain_given(self, support):
+        """The image of `support` (a subset of the domain); by default the whole codomain."""
+        return self.codomain
+
     def __repr__(self):
         return type(self).__name__ + "()"
 
@@ -149,6 +153,9 @@ class AffineTransform(Transform):
 
     def __call__(self, x):
         return self.loc + self.scale * x
+
+    def codomain_given(self, support):
+        return AffineTransform(self.loc, self.scale, domain=support).codomain
 
     def _inverse(self, y):
         return (y - self.loc) / self.scale

@@ -13,6 +13,12 @@ from npr.distributions.distribution import Distribution, guarded_log_prob
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
+def _density(t, log_mass):
+    """Standard normal density at t divided by the mass; 0 at infinite t, with finite gradients."""
+    safe = jnp.where(jnp.isfinite(t), t, 0.0)
+    return jnp.where(jnp.isfinite(t), jnp.exp(-0.5 * safe**2 - _HALF_LOG_TWO_PI - log_mass), 0.0)
+
+
 class _Truncated(Distribution):
     arg_constraints = {
         "low": constraints.dependent,
@@ -31,7 +37,12 @@ class _Truncated(Distribution):
         super().__init__(batch_shape, validate_args=validate_args)
 
     def _standard_bounds(self):
-        return (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
+        def standardise(bound):
+            # An infinite bound stays infinite without passing inf through the division (NaN gradients).
+            finite = jnp.isfinite(bound)
+            return jnp.where(finite, (jnp.where(finite, bound, 0.0) - self.loc) / self.scale, bound)
+
+        return standardise(self.low), standardise(self.high)
 
 
 class TruncatedNormal(_Truncated):
@@ -48,7 +59,9 @@ class TruncatedNormal(_Truncated):
         flip = a > 0
         upper = jnp.where(flip, -a, b)
         lower = jnp.where(flip, -b, a)
-        log_upper, log_lower = log_ndtr(upper), log_ndtr(lower)
+        # Infinite bounds go through finite stand-ins so that gradients stay finite.
+        log_upper = jnp.where(upper == jnp.inf, 0.0, log_ndtr(jnp.where(jnp.isfinite(upper), upper, 0.0)))
+        log_lower = jnp.where(lower == -jnp.inf, -jnp.inf, log_ndtr(jnp.where(jnp.isfinite(lower), lower, 0.0)))
         return log_upper + jnp.log1p(-jnp.exp(jnp.minimum(log_lower - log_upper, 0.0)))
 
     def sample(self, key, sample_shape=()):
@@ -71,17 +84,15 @@ class TruncatedNormal(_Truncated):
     def mean(self):
         a, b = self._standard_bounds()
         log_mass = self._log_mass()
-        density = lambda t: jnp.exp(-0.5 * t**2 - _HALF_LOG_TWO_PI - log_mass)
-        return self.loc + self.scale * (density(a) - density(b))
+        return self.loc + self.scale * (_density(a, log_mass) - _density(b, log_mass))
 
     @property
     def variance(self):
         a, b = self._standard_bounds()
         log_mass = self._log_mass()
-        density = lambda t: jnp.exp(-0.5 * t**2 - _HALF_LOG_TWO_PI - log_mass)
         finite = lambda t: jnp.where(jnp.isfinite(t), t, 0.0)
-        first = density(a) - density(b)
-        second = finite(a) * density(a) - finite(b) * density(b)
+        first = _density(a, log_mass) - _density(b, log_mass)
+        second = finite(a) * _density(a, log_mass) - finite(b) * _density(b, log_mass)
         return self.scale**2 * (1.0 + second - first**2)
 
 
