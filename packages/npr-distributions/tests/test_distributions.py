@@ -88,7 +88,10 @@ def test_chi_square(case, draws):
     observed = np.append(observed, NUM_DRAWS - observed.sum())
     expected = np.append(expected, NUM_DRAWS - expected.sum())
     nonempty = expected > 1e-9
-    assert stats.chisquare(observed[nonempty], expected[nonempty] * observed.sum() / expected[nonempty].sum()).pvalue > 1e-3
+    assert (
+        stats.chisquare(observed[nonempty], expected[nonempty] * observed.sum() / expected[nonempty].sum()).pvalue
+        > 1e-3
+    )
 
 
 def test_lkj_sample_methods_agree_and_match_beta_marginal():
@@ -256,7 +259,9 @@ def test_independent_expand_mask():
     draws = expanded.sample(random.PRNGKey(0))
     assert len(np.unique(np.asarray(draws))) == 8  # independent draws, not one broadcast value
     masked = base.mask(jnp.array([True, False, True]))
-    np.testing.assert_allclose(masked.log_prob(jnp.zeros(3)), [stats.norm.logpdf(0), 0, stats.norm.logpdf(0)], rtol=1e-6)
+    np.testing.assert_allclose(
+        masked.log_prob(jnp.zeros(3)), [stats.norm.logpdf(0), 0, stats.norm.logpdf(0)], rtol=1e-6
+    )
     with pytest.raises(ValueError, match="cannot expand"):
         dist.Normal(jnp.zeros(3), 1.0).expand((2,))
 

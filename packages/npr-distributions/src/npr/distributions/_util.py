@@ -56,6 +56,12 @@ def broadcast_params(owner, event_dims=None, **params):
     `event_dims` maps a parameter name to its number of event dims (0 by default). Incompatible
     shapes raise a ValueError naming the distribution and every parameter's shape.
     """
+    # Constants stay concrete inside jit, so that validation can still check them.
+    with jax.ensure_compile_time_eval():
+        return _broadcast_params(owner, event_dims, params)
+
+
+def _broadcast_params(owner, event_dims, params):
     event_dims = event_dims or {}
     arrays = {name: as_float(value) for name, value in params.items()}
     batch_shapes = {

@@ -88,13 +88,7 @@ class GammaPoisson(_Discrete):
     @guarded_log_prob
     def log_prob(self, value):
         a, b = self.concentration, self.rate
-        return (
-            gammaln(value + a)
-            - gammaln(a)
-            - gammaln(value + 1.0)
-            + xlogy(a, b)
-            - xlog1py(a + value, b)
-        )
+        return gammaln(value + a) - gammaln(a) - gammaln(value + 1.0) + xlogy(a, b) - xlog1py(a + value, b)
 
     @property
     def mean(self):

@@ -107,7 +107,8 @@ class BernoulliLogits(BernoulliProbs):
 
     @guarded_log_prob
     def log_prob(self, value):
-        return value * self.logits_ - jax.nn.softplus(self.logits_)
+        # -softplus(-l) and -softplus(l) keep every digit of log p and log(1 - p) at large |l|.
+        return -value * jax.nn.softplus(-self.logits_) - (1 - value) * jax.nn.softplus(self.logits_)
 
 
 def Bernoulli(probs=None, logits=None, validate_args=None):
@@ -198,7 +199,11 @@ class BinomialLogits(BinomialProbs):
     @guarded_log_prob
     def log_prob(self, value):
         n = self.total_count
-        return _log_binomial_coefficient(n, value) + value * self.logits_ - n * jax.nn.softplus(self.logits_)
+        return (
+            _log_binomial_coefficient(n, value)
+            - value * jax.nn.softplus(-self.logits_)
+            - (n - value) * jax.nn.softplus(self.logits_)
+        )
 
 
 def Binomial(total_count=1, probs=None, logits=None, validate_args=None):

@@ -112,7 +112,8 @@ class Distribution:
                         "validate outside jit or use validate_args=True to skip traced checks"
                     )
                 continue
-            ok = np.asarray(constraint(value))
+            with jax.ensure_compile_time_eval():
+                ok = np.asarray(constraint(value))
             if not np.all(ok):
                 raise ValueError(
                     f"{name} got invalid {param} parameter: expected {constraint!r}, "
@@ -155,7 +156,8 @@ class Distribution:
     def _validate_sample(self, value):
         if not self._validate_args or _is_traced(value):
             return
-        ok = np.asarray(self.support(value))
+        with jax.ensure_compile_time_eval():
+            ok = np.asarray(self.support(value))
         if not np.all(ok):
             raise ValueError(
                 f"{type(self).__name__}: value of shape {_shape_str(value)} is outside the support "
@@ -192,9 +194,7 @@ class Distribution:
             for name in self._data_fields()
             if isinstance(getattr(self, name, None), (jax.Array, np.ndarray))
         )
-        return (
-            f"{type(self).__name__}({params}; batch_shape={self.batch_shape}, event_shape={self.event_shape})"
-        )
+        return f"{type(self).__name__}({params}; batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
 
 def guarded_log_prob(log_prob):
@@ -254,7 +254,10 @@ class ExpandedDistribution(Distribution):
         return self.sample(key, sample_shape)
 
     def log_prob(self, value):
-        return jnp.broadcast_to(self.base_dist.log_prob(value), jnp.broadcast_shapes(jnp.shape(self.base_dist.log_prob(value)), self.batch_shape))
+        return jnp.broadcast_to(
+            self.base_dist.log_prob(value),
+            jnp.broadcast_shapes(jnp.shape(self.base_dist.log_prob(value)), self.batch_shape),
+        )
 
     def enumerate_support(self, expand=True):
         values = self.base_dist.enumerate_support(expand=False)

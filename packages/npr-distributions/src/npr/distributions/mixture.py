@@ -44,7 +44,7 @@ class MixtureSameFamily(Distribution):
         choice = self.mixing_distribution.sample(key_mix, tuple(sample_shape))
         choice = jnp.broadcast_to(choice, tuple(sample_shape) + self.batch_shape)
         index = choice.reshape(choice.shape + (1,) + (1,) * len(self.event_shape))
-        index = jnp.broadcast_to(index, draws.shape[:-1 - len(self.event_shape)] + (1,) + self.event_shape)
+        index = jnp.broadcast_to(index, draws.shape[: -1 - len(self.event_shape)] + (1,) + self.event_shape)
         return jnp.take_along_axis(draws, index, axis=self._event_axis).squeeze(self._event_axis)
 
     def log_prob(self, value):

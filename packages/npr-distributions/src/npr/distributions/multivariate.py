@@ -80,9 +80,7 @@ class MultivariateNormal(Distribution):
             precision_matrix = as_float(precision_matrix)
             # The inverse of a Cholesky factor of the precision gives a factor of the covariance.
             flipped = jnp.linalg.cholesky(jnp.flip(precision_matrix, axis=(-2, -1)))
-            inverse = solve_triangular(
-                flipped, jnp.broadcast_to(jnp.eye(flipped.shape[-1]), flipped.shape), lower=True
-            )
+            inverse = solve_triangular(flipped, jnp.broadcast_to(jnp.eye(flipped.shape[-1]), flipped.shape), lower=True)
             scale_tril = jnp.swapaxes(jnp.flip(inverse, axis=(-2, -1)), -2, -1)
         scale_tril = as_float(scale_tril)
         loc = as_float(loc)
@@ -229,5 +227,3 @@ class GaussianRandomWalk(Distribution):
     def variance(self):
         steps = jnp.arange(1, self.num_steps + 1, dtype=self.scale.dtype)
         return self.scale[..., None] ** 2 * steps
-
-

@@ -142,9 +142,7 @@ class AffineTransform(Transform):
         if domain is constraints.real:
             self.codomain = constraints.real
         elif isinstance(domain, constraints._GreaterThan):
-            self.codomain = (
-                constraints.greater_than(loc) if _positive_scalar(scale) else constraints.less_than(loc)
-            )
+            self.codomain = constraints.greater_than(loc) if _positive_scalar(scale) else constraints.less_than(loc)
         elif isinstance(domain, constraints._Interval):
             low, high = loc + scale * domain.lower_bound, loc + scale * domain.upper_bound
             self.codomain = constraints.interval(jnp.minimum(low, high), jnp.maximum(low, high))
