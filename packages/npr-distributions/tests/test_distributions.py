@@ -112,7 +112,7 @@ def test_lkj_mean_is_identity_and_cholesky_has_no_closed_form_mean():
     corr = np.asarray(dist.LKJ(3, 1.5).sample(random.PRNGKey(2), (20000,)))
     np.testing.assert_allclose(corr.mean(0), np.asarray(dist.LKJ(3, 1.5).mean), atol=0.02)
     with pytest.raises(NotImplementedError, match="no closed-form mean"):
-        dist.LKJCholesky(3, 1.5).mean
+        _ = dist.LKJCholesky(3, 1.5).mean
 
 
 def test_lkj_density_integrates_to_one_in_two_dimensions():
