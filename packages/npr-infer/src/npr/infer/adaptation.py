@@ -1,0 +1,180 @@
+"""Stan's windowed warmup: dual-averaging step size, Welford mass matrix, and the window schedule.
+
+References:
+  Hoffman, Gelman (2014). The No-U-Turn Sampler. JMLR (Algorithms 4 and 5).
+  Stan Reference Manual, "HMC algorithm parameters: automatic parameter tuning".
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy, leapfrog, mass_matrix_sqrt
+
+# Dual averaging constants of Stan.
+_GAMMA, _T0, _KAPPA = 0.05, 10.0, 0.75
+
+
+class AdaptState(NamedTuple):
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    mass_matrix_sqrt: jax.Array
+    log_step_size: jax.Array
+    log_step_size_avg: jax.Array
+    gradient_avg: jax.Array
+    count: jax.Array
+    mu: jax.Array
+    welford_mean: jax.Array
+    welford_m2: jax.Array
+    welford_count: jax.Array
+
+
+def warmup_schedule(num_warmup, init_buffer=75, term_buffer=50, base_window=25):
+    """Boolean arrays over warmup iterations: inside a slow window, and last iteration of one.
+
+    Short warmups use 15% / 75% / 10% for the initial fast, slow and final fast phases, as Stan does.
+
+    Example:
+      >>> in_slow, window_end = warmup_schedule(1000)
+      >>> [int(i) for i in np.flatnonzero(window_end)]
+      [99, 149, 249, 449, 949]
+    """
+    in_slow = np.zeros(num_warmup, dtype=bool)
+    window_end = np.zeros(num_warmup, dtype=bool)
+    if num_warmup < 20:
+        return in_slow, window_end
+    if init_buffer + base_window + term_buffer > num_warmup:
+        init_buffer = int(0.15 * num_warmup)
+        term_buffer = int(0.1 * num_warmup)
+        base_window = num_warmup - init_buffer - term_buffer
+    end_slow = num_warmup - term_buffer
+    start, size = init_buffer, base_window
+    while start < end_slow:
+        stop = start + size
+        if stop + 2 * size > end_slow:
+            stop = end_slow
+        in_slow[start:stop] = True
+        window_end[stop - 1] = True
+        start, size = stop, 2 * size
+    return in_slow, window_end
+
+
+def init_adapt_state(step_size, inverse_mass_matrix):
+    step_size = jnp.asarray(step_size, dtype=inverse_mass_matrix.dtype)
+    dim = inverse_mass_matrix.shape[0]
+    zero = jnp.zeros((), inverse_mass_matrix.dtype)
+    return AdaptState(
+        step_size=step_size,
+        inverse_mass_matrix=inverse_mass_matrix,
+        mass_matrix_sqrt=mass_matrix_sqrt(inverse_mass_matrix),
+        log_step_size=jnp.log(step_size),
+        log_step_size_avg=zero,
+        gradient_avg=zero,
+        count=zero,
+        mu=jnp.log(10.0 * step_size),
+        welford_mean=jnp.zeros(dim, inverse_mass_matrix.dtype),
+        welford_m2=jnp.zeros_like(inverse_mass_matrix),
+        welford_count=zero,
+    )
+
+
+def dual_averaging_update(state, accept_prob, target_accept_prob):
+    """One dual-averaging step toward `target_accept_prob`; a NaN statistic counts as 0."""
+    accept_prob = jnp.where(jnp.isfinite(accept_prob), accept_prob, 0.0)
+    count = state.count + 1.0
+    eta = 1.0 / (count + _T0)
+    gradient_avg = (1.0 - eta) * state.gradient_avg + eta * (target_accept_prob - accept_prob)
+    log_step_size = state.mu - jnp.sqrt(count) / _GAMMA * gradient_avg
+    weight = count**-_KAPPA
+    log_step_size_avg = weight * log_step_size + (1.0 - weight) * state.log_step_size_avg
+    # Keep the step size finite and representable whatever the statistics did.
+    log_step_size = jnp.clip(log_step_size, -30.0, 30.0)
+    return state._replace(
+        step_size=jnp.exp(log_step_size),
+        log_step_size=log_step_size,
+        log_step_size_avg=log_step_size_avg,
+        gradient_avg=gradient_avg,
+        count=count,
+    )
+
+
+def restart_dual_averaging(state, step_size):
+    zero = jnp.zeros_like(state.count)
+    return state._replace(
+        step_size=step_size,
+        log_step_size=jnp.log(step_size),
+        log_step_size_avg=zero,
+        gradient_avg=zero,
+        count=zero,
+        mu=jnp.log(10.0 * step_size),
+    )
+
+
+def welford_update(state, x):
+    count = state.welford_count + 1.0
+    delta = x - state.welford_mean
+    mean = state.welford_mean + delta / count
+    if state.welford_m2.ndim == 1:
+        m2 = state.welford_m2 + delta * (x - mean)
+    else:
+        m2 = state.welford_m2 + jnp.outer(delta, x - mean)
+    return state._replace(welford_mean=mean, welford_m2=m2, welford_count=count)
+
+
+def welford_estimate(state):
+    """Stan's regularised estimate: shrink toward 1e-3 times the identity with weight 5 / (n + 5)."""
+    n = state.welford_count
+    covariance = state.welford_m2 / jnp.maximum(n - 1.0, 1.0)
+    shrink = 5.0 / (n + 5.0)
+    if covariance.ndim == 1:
+        estimate = (1.0 - shrink) * covariance + 1e-3 * shrink
+    else:
+        eye = jnp.eye(covariance.shape[0], dtype=covariance.dtype)
+        estimate = (1.0 - shrink) * covariance + 1e-3 * shrink * eye
+    usable = jnp.all(jnp.isfinite(estimate)) & (n >= 2)
+    if estimate.ndim == 1:
+        usable = usable & jnp.all(estimate > 0)
+    return jnp.where(usable, estimate, state.inverse_mass_matrix)
+
+
+def reset_welford(state):
+    return state._replace(
+        welford_mean=jnp.zeros_like(state.welford_mean),
+        welford_m2=jnp.zeros_like(state.welford_m2),
+        welford_count=jnp.zeros_like(state.welford_count),
+    )
+
+
+def find_reasonable_step_size(
+    potential_and_grad, inverse_mass_matrix, mass_sqrt, x, potential_energy, grad, key, step_size
+):
+    """Double or halve the step size until one leapfrog step's acceptance crosses 0.8.
+
+    Non-finite energies count as rejection, so the search always ends with a usable step size.
+    """
+    r = draw_momentum(key, mass_sqrt, x)
+    energy0 = potential_energy + kinetic_energy(inverse_mass_matrix, r)
+    start = IntegratorState(x, r, potential_energy, grad)
+
+    def log_accept(eps):
+        new = leapfrog(potential_and_grad, inverse_mass_matrix, start, eps)
+        delta = energy0 - (new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r))
+        return jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
+
+    log_target = jnp.log(0.8)
+    first = log_accept(step_size)
+    factor = jnp.where(first > log_target, 2.0, 0.5)
+
+    def not_crossed(carry):
+        _, count, current = carry
+        return (count < 100) & jnp.where(factor > 1.0, current > log_target, current <= log_target)
+
+    def body(carry):
+        eps, count, _ = carry
+        eps = eps * factor
+        return eps, count + 1, log_accept(eps)
+
+    eps, _, _ = jax.lax.while_loop(not_crossed, body, (step_size, jnp.array(0), first))
+    return jnp.clip(eps, 1e-10, 1e10)

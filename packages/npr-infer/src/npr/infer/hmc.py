@@ -1,0 +1,326 @@
+"""The functional core of HMC and NUTS: `hmc()` returns `(init_kernel, sample_kernel)`.
+
+The kernel state is an immutable `HMCState` pytree. Settings fixed at `init_kernel` time travel in
+the state as a static `KernelSettings` (part of the pytree structure, not a leaf), so
+`sample_kernel(state)` needs nothing else and compiled loops are cached per settings.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from npr.infer import progress
+from npr.infer.adaptation import (
+    AdaptState,
+    dual_averaging_update,
+    find_reasonable_step_size,
+    init_adapt_state,
+    reset_welford,
+    restart_dual_averaging,
+    warmup_schedule,
+    welford_estimate,
+    welford_update,
+)
+from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy, mass_matrix_sqrt
+from npr.infer.nuts import hmc_transition, nuts_transition
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    """Static settings of a kernel (hashable; carried in the state's pytree structure)."""
+
+    algo: str = "NUTS"
+    max_tree_depth: int = 10
+    target_accept_prob: float = 0.8
+    trajectory_length: float = 2 * math.pi
+    adapt_step_size: bool = True
+    adapt_mass_matrix: bool = True
+    dense_mass: bool = False
+    heuristic_step_size: bool = True
+    max_delta_energy: float = 1000.0
+    max_num_steps: int = 1024
+
+
+jax.tree_util.register_pytree_node(KernelSettings, lambda s: ((), s), lambda s, _: s)
+
+
+class HMCState(NamedTuple):
+    """State of an HMC/NUTS chain (a pytree of arrays; `settings` is static).
+
+    `i` counts transitions; `z` and `z_grad` are unconstrained values and the potential's gradient;
+    `energy` is the Hamiltonian of the chosen point; `rng` holds raw uint32 key data.
+    """
+
+    i: Any
+    z: Any
+    z_grad: Any
+    potential_energy: Any
+    energy: Any
+    num_steps: Any
+    accept_prob: Any
+    mean_accept_prob: Any
+    diverging: Any
+    tree_depth: Any
+    step_size: Any
+    inverse_mass_matrix: Any
+    adapt_state: AdaptState
+    rng: Any
+    settings: KernelSettings
+
+
+def key_data(key):
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def _flat_potential(potential_fn, unravel):
+    return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y)))(x)
+
+
+def _transition(potential_fn, state, step_size, adapt_state):
+    settings = state.settings
+    x, unravel = ravel_pytree(state.z)
+    grad, _ = ravel_pytree(state.z_grad)
+    potential_and_grad = _flat_potential(potential_fn, unravel)
+    key, key_momentum, key_transition = jax.random.split(state.rng, 3)
+    imm = adapt_state.inverse_mass_matrix
+    r = draw_momentum(key_momentum, adapt_state.mass_matrix_sqrt, x)
+    start = IntegratorState(x, r, state.potential_energy, grad)
+    energy0 = state.potential_energy + kinetic_energy(imm, r)
+    if settings.algo == "NUTS":
+        info = nuts_transition(
+            potential_and_grad,
+            imm,
+            start,
+            energy0,
+            step_size,
+            key_transition,
+            settings.max_tree_depth,
+            settings.max_delta_energy,
+        )
+    else:
+        num_steps = jnp.clip(jnp.ceil(settings.trajectory_length / step_size), 1, settings.max_num_steps).astype(int)
+        info = hmc_transition(
+            potential_and_grad, imm, start, energy0, step_size, key_transition, num_steps, settings.max_delta_energy
+        )
+    count = state.i + 1
+    mean_accept = state.mean_accept_prob + (info.accept_prob - state.mean_accept_prob) / count
+    return state._replace(
+        i=count,
+        z=unravel(info.state.x),
+        z_grad=unravel(info.state.grad),
+        potential_energy=info.state.potential_energy,
+        energy=info.energy,
+        num_steps=info.num_steps,
+        accept_prob=info.accept_prob,
+        mean_accept_prob=mean_accept,
+        diverging=info.diverging,
+        tree_depth=info.tree_depth,
+        step_size=step_size,
+        rng=key,
+    ), potential_and_grad
+
+
+def sample_step(potential_fn, state):
+    """One transition with the step size and mass matrix held fixed."""
+    new_state, _ = _transition(potential_fn, state, state.adapt_state.step_size, state.adapt_state)
+    return new_state
+
+
+def warmup_step(potential_fn, state, in_slow_window, window_end, is_last):
+    """One transition followed by Stan's adaptation updates (all decisions are traced booleans)."""
+    adapt = state.adapt_state
+    settings = state.settings
+    new_state, potential_and_grad = _transition(potential_fn, state, adapt.step_size, adapt)
+    if settings.adapt_step_size:
+        adapt = dual_averaging_update(adapt, new_state.accept_prob, settings.target_accept_prob)
+    if settings.adapt_mass_matrix:
+        x, _ = ravel_pytree(new_state.z)
+        adapt = jax.lax.cond(in_slow_window, lambda a: welford_update(a, x), lambda a: a, adapt)
+
+        def end_window(a):
+            imm = welford_estimate(a)
+            a = reset_welford(a._replace(inverse_mass_matrix=imm, mass_matrix_sqrt=mass_matrix_sqrt(imm)))
+            step_size = a.step_size
+            if settings.heuristic_step_size:
+                grad, _ = ravel_pytree(new_state.z_grad)
+                key = jax.random.fold_in(new_state.rng, 1)
+                step_size = find_reasonable_step_size(
+                    potential_and_grad, imm, a.mass_matrix_sqrt, x, new_state.potential_energy, grad, key, step_size
+                )
+            return restart_dual_averaging(a, step_size) if settings.adapt_step_size else a
+
+        adapt = jax.lax.cond(window_end, end_window, lambda a: a, adapt)
+    if settings.adapt_step_size:
+        final = jnp.exp(adapt.log_step_size_avg)
+        adapt = adapt._replace(
+            step_size=jnp.where(is_last, jnp.where(jnp.isfinite(final), final, adapt.step_size), adapt.step_size)
+        )
+    return new_state._replace(
+        adapt_state=adapt, inverse_mass_matrix=adapt.inverse_mass_matrix, step_size=adapt.step_size
+    )
+
+
+def _warmup_loop(potential_fn, state, in_slow, window_end, bar_id, show_progress):
+    num_warmup = in_slow.shape[0]
+
+    def body(t, state):
+        state = warmup_step(potential_fn, state, in_slow[t], window_end[t], t == num_warmup - 1)
+        if show_progress:
+            progress.report(bar_id, t, num_warmup, state, progress.hmc_postfix)
+        return state
+
+    return jax.lax.fori_loop(0, num_warmup, body, state)
+
+
+run_warmup = jax.jit(_warmup_loop, static_argnums=(0, 5))
+
+
+def init_state(potential_fn, init_params, rng_key, settings, step_size=1.0, inverse_mass_matrix=None):
+    """The state at `init_params` (unconstrained), before any warmup."""
+    x, unravel = ravel_pytree(init_params)
+    potential_energy, grad = _flat_potential(potential_fn, unravel)(x)
+    dim = x.shape[0]
+    if inverse_mass_matrix is None:
+        inverse_mass_matrix = jnp.eye(dim, dtype=x.dtype) if settings.dense_mass else jnp.ones(dim, dtype=x.dtype)
+    inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype=x.dtype)
+    adapt = init_adapt_state(step_size, inverse_mass_matrix)
+    zero_float = jnp.zeros((), x.dtype)
+    return HMCState(
+        i=jnp.array(0),
+        z=unravel(x),
+        z_grad=unravel(grad),
+        potential_energy=potential_energy,
+        energy=potential_energy,
+        num_steps=jnp.array(0),
+        accept_prob=zero_float,
+        mean_accept_prob=zero_float,
+        diverging=jnp.array(False),
+        tree_depth=jnp.array(0),
+        step_size=adapt.step_size,
+        inverse_mass_matrix=inverse_mass_matrix,
+        adapt_state=adapt,
+        rng=key_data(rng_key),
+        settings=settings,
+    )
+
+
+def _heuristic_initial_step(potential_fn, state):
+    x, unravel = ravel_pytree(state.z)
+    grad, _ = ravel_pytree(state.z_grad)
+    adapt = state.adapt_state
+    step_size = find_reasonable_step_size(
+        _flat_potential(potential_fn, unravel),
+        adapt.inverse_mass_matrix,
+        adapt.mass_matrix_sqrt,
+        x,
+        state.potential_energy,
+        grad,
+        jax.random.fold_in(state.rng, 2),
+        adapt.step_size,
+    )
+    adapt = restart_dual_averaging(adapt, step_size)
+    return state._replace(adapt_state=adapt, step_size=step_size)
+
+
+heuristic_initial_step = jax.jit(_heuristic_initial_step, static_argnums=0)
+
+
+def check_settings(
+    num_warmup=0, step_size=1.0, target_accept_prob=0.8, max_tree_depth=10, trajectory_length=1.0, algo="NUTS"
+):
+    if algo not in ("NUTS", "HMC"):
+        raise ValueError(f"algo must be 'NUTS' or 'HMC', got {algo!r}")
+    if int(num_warmup) < 0:
+        raise ValueError(f"num_warmup must be >= 0, got {num_warmup}")
+    if not float(step_size) > 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
+    if not 0 < float(target_accept_prob) < 1:
+        raise ValueError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}")
+    if int(max_tree_depth) < 1:
+        raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
+    if not float(trajectory_length) > 0:
+        raise ValueError(f"trajectory_length must be positive, got {trajectory_length}")
+
+
+def hmc(potential_fn, kinetic_fn=None, algo="NUTS"):
+    """HMC or NUTS over a potential energy on unconstrained space.
+
+    Args:
+      potential_fn: dict (or any pytree) of unconstrained values -> scalar potential energy.
+      kinetic_fn: must be None: the Euclidean kinetic energy 0.5 r^T M^-1 r is used.
+      algo: 'NUTS' (no-U-turn, multinomial) or 'HMC' (fixed trajectory length).
+    Returns:
+      `(init_kernel, sample_kernel)`: `init_kernel(init_params, num_warmup, ...)` runs warmup and
+      returns an `HMCState`; `sample_kernel(state)` returns the next state.
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> init_kernel, sample_kernel = hmc(lambda z: 0.5 * jnp.sum(z["x"] ** 2))
+      >>> state = init_kernel({"x": jnp.zeros(2)}, num_warmup=50, progbar=False, rng=jax.random.PRNGKey(0))
+      >>> sample_kernel(state).z["x"].shape
+      (2,)
+    """
+    if kinetic_fn is not None:
+        raise NotImplementedError("hmc supports the Euclidean kinetic energy only: pass kinetic_fn=None")
+    check_settings(algo=algo)
+
+    def init_kernel(
+        init_params,
+        num_warmup,
+        step_size=1.0,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        dense_mass=False,
+        target_accept_prob=0.8,
+        trajectory_length=2 * math.pi,
+        max_tree_depth=10,
+        run_warmup=True,
+        progbar=True,
+        heuristic_step_size=True,
+        rng=None,
+        rng_key=None,
+        inverse_mass_matrix=None,
+    ):
+        check_settings(num_warmup, step_size, target_accept_prob, max_tree_depth, trajectory_length, algo)
+        rng = rng if rng is not None else rng_key if rng_key is not None else jax.random.PRNGKey(0)
+        settings = KernelSettings(
+            algo=algo,
+            max_tree_depth=int(max_tree_depth),
+            target_accept_prob=float(target_accept_prob),
+            trajectory_length=float(trajectory_length),
+            adapt_step_size=bool(adapt_step_size),
+            adapt_mass_matrix=bool(adapt_mass_matrix),
+            dense_mass=bool(dense_mass),
+            heuristic_step_size=bool(heuristic_step_size),
+        )
+        state = init_state(potential_fn, init_params, rng, settings, step_size, inverse_mass_matrix)
+        if heuristic_step_size and adapt_step_size:
+            state = heuristic_initial_step(potential_fn, state)
+        if run_warmup and num_warmup > 0:
+            state = warmup(potential_fn, state, num_warmup, progbar=progbar)
+        return state
+
+    def sample_kernel(state):
+        return compiled_sample_step(potential_fn, state)
+
+    return init_kernel, sample_kernel
+
+
+compiled_sample_step = jax.jit(sample_step, static_argnums=0)
+
+
+def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):
+    """Run `num_warmup` adaptation steps in one compiled loop, with a progress bar fed from inside it."""
+    in_slow, window_end = warmup_schedule(num_warmup)
+    bar_id = progress.open_bar(num_warmup, desc) if progbar else -1
+    state = run_warmup(potential_fn, state, jnp.asarray(in_slow), jnp.asarray(window_end), bar_id, bool(progbar))
+    if progbar:
+        jax.block_until_ready(state)
+        progress.close_bar(bar_id, state, progress.hmc_postfix)
+    return state

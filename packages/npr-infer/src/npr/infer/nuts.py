@@ -1,0 +1,260 @@
+"""One NUTS transition as a single compiled loop: iterative doubling, no Python recursion.
+
+Multinomial sampling: within a subtree every new leaf replaces the subtree's proposal with
+probability proportional to its weight exp(-H); between subtrees, the new subtree's proposal is
+taken with probability min(1, W_new / W_old) (biased progressive sampling). The generalised
+no-U-turn criterion is checked on every balanced sub-block through checkpoints indexed by the bits
+of the leaf counter, and on the whole trajectory after each doubling.
+
+References:
+  Hoffman, Gelman (2014). The No-U-Turn Sampler. JMLR.
+  Betancourt (2017). A Conceptual Introduction to Hamiltonian Monte Carlo. arXiv:1701.02434.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax, random
+
+from npr.infer.integrator import IntegratorState, kinetic_energy, leapfrog, velocity
+
+
+class TransitionInfo(NamedTuple):
+    state: IntegratorState
+    energy: jax.Array
+    num_steps: jax.Array
+    accept_prob: jax.Array
+    diverging: jax.Array
+    tree_depth: jax.Array
+
+
+class _Subtree(NamedTuple):
+    end: IntegratorState
+    proposal: IntegratorState
+    proposal_energy: jax.Array
+    log_weight: jax.Array
+    rho: jax.Array
+    checkpoint_r: jax.Array
+    checkpoint_rho: jax.Array
+    leaf: jax.Array
+    turning: jax.Array
+    diverging: jax.Array
+    sum_accept_prob: jax.Array
+    key: jax.Array
+
+
+def _is_turning(inverse_mass_matrix, r_left, r_right, rho):
+    v_left = velocity(inverse_mass_matrix, r_left)
+    v_right = velocity(inverse_mass_matrix, r_right)
+    return ~((jnp.dot(v_left, rho) > 0) & (jnp.dot(v_right, rho) > 0))
+
+
+def _trailing_zeros(n):
+    """Number of trailing zero bits of n > 0."""
+    return lax.population_count((n & -n) - 1)
+
+
+def _build_subtree(
+    potential_and_grad,
+    inverse_mass_matrix,
+    start,
+    direction,
+    depth,
+    step_size,
+    energy0,
+    key,
+    max_tree_depth,
+    max_delta_energy,
+):
+    dim = start.x.shape[0]
+    levels = jnp.arange(max_tree_depth + 1)
+    init = _Subtree(
+        end=start,
+        proposal=start,
+        proposal_energy=energy0,
+        log_weight=jnp.array(-jnp.inf, start.x.dtype),
+        rho=jnp.zeros(dim, start.x.dtype),
+        checkpoint_r=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        checkpoint_rho=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        leaf=jnp.array(0),
+        turning=jnp.array(False),
+        diverging=jnp.array(False),
+        sum_accept_prob=jnp.zeros((), start.x.dtype),
+        key=key,
+    )
+    num_leaves = 2**depth
+
+    def keep_going(tree):
+        return (tree.leaf < num_leaves) & ~tree.turning & ~tree.diverging
+
+    def add_leaf(tree):
+        key, key_accept = random.split(tree.key)
+        new = leapfrog(potential_and_grad, inverse_mass_matrix, tree.end, direction * step_size)
+        energy = new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r)
+        delta = energy - energy0
+        delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)  # NaN energies diverge like huge ones
+        diverging = delta > max_delta_energy
+        leaf_log_weight = -delta
+        log_weight = jnp.logaddexp(tree.log_weight, leaf_log_weight)
+        take = jnp.log(random.uniform(key_accept, dtype=start.x.dtype)) < leaf_log_weight - log_weight
+        proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, tree.proposal)
+        proposal_energy = jnp.where(take, energy, tree.proposal_energy)
+        rho_before = tree.rho
+        rho = rho_before + new.r
+        # Leaf n starts every aligned block of size 2^k with k <= trailing_zeros(n).
+        n = tree.leaf
+        starts = jnp.where(n == 0, max_tree_depth, _trailing_zeros(jnp.maximum(n, 1)))
+        store = levels <= starts
+        v_right = velocity(inverse_mass_matrix, new.r)
+        # Checkpoints keep velocities M^-1 r: the criterion needs only those at block starts.
+        checkpoint_r = jnp.where(store[:, None], v_right, tree.checkpoint_r)
+        checkpoint_rho = jnp.where(store[:, None], rho_before, tree.checkpoint_rho)
+        # Leaf n ends every aligned block of size 2^k with 1 <= k <= trailing_ones(n).
+        ends = _trailing_zeros(n + 1)
+        check = (levels >= 1) & (levels <= ends)
+        block_rho = rho - checkpoint_rho
+        turned = ~((jnp.sum(checkpoint_r * block_rho, axis=-1) > 0) & (block_rho @ v_right > 0))
+        turning = jnp.any(check & turned)
+        accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
+        return _Subtree(
+            end=new,
+            proposal=proposal,
+            proposal_energy=proposal_energy,
+            log_weight=log_weight,
+            rho=rho,
+            checkpoint_r=checkpoint_r,
+            checkpoint_rho=checkpoint_rho,
+            leaf=n + 1,
+            turning=turning,
+            diverging=diverging,
+            sum_accept_prob=tree.sum_accept_prob + accept_prob,
+            key=key,
+        )
+
+    return lax.while_loop(keep_going, add_leaf, init)
+
+
+class _Trajectory(NamedTuple):
+    left: IntegratorState
+    right: IntegratorState
+    proposal: IntegratorState
+    proposal_energy: jax.Array
+    log_weight: jax.Array
+    rho: jax.Array
+    depth: jax.Array
+    num_steps: jax.Array
+    sum_accept_prob: jax.Array
+    turning: jax.Array
+    diverging: jax.Array
+    key: jax.Array
+
+
+def nuts_transition(
+    potential_and_grad, inverse_mass_matrix, start, energy0, step_size, key, max_tree_depth=10, max_delta_energy=1000.0
+):
+    """Build a NUTS trajectory from `start` (with momentum already drawn) and pick the next state.
+
+    Args:
+      potential_and_grad: flat x -> (potential energy, gradient).
+      inverse_mass_matrix: vector (diagonal) or matrix (dense).
+      start: the IntegratorState at the current point and fresh momentum.
+      energy0: its Hamiltonian.
+      step_size: leapfrog step size.
+      key: PRNG key for directions and multinomial choices.
+      max_tree_depth: at most 2^max_tree_depth - 1 leapfrog steps.
+      max_delta_energy: an energy error above this is a divergence.
+    Returns:
+      TransitionInfo with the chosen state and the transition's statistics.
+    """
+    init = _Trajectory(
+        left=start,
+        right=start,
+        proposal=start,
+        proposal_energy=energy0,
+        log_weight=jnp.zeros((), start.x.dtype),
+        rho=start.r,
+        depth=jnp.array(0),
+        num_steps=jnp.array(0),
+        sum_accept_prob=jnp.zeros((), start.x.dtype),
+        turning=jnp.array(False),
+        diverging=jnp.array(False),
+        key=key,
+    )
+
+    def keep_going(traj):
+        return (traj.depth < max_tree_depth) & ~traj.turning & ~traj.diverging
+
+    def double(traj):
+        key, key_direction, key_subtree, key_merge = random.split(traj.key, 4)
+        forward = random.bernoulli(key_direction)
+        direction = jnp.where(forward, 1.0, -1.0).astype(start.x.dtype)
+        edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
+        subtree = _build_subtree(
+            potential_and_grad,
+            inverse_mass_matrix,
+            edge,
+            direction,
+            traj.depth,
+            step_size,
+            energy0,
+            key_subtree,
+            max_tree_depth,
+            max_delta_energy,
+        )
+        valid = ~subtree.turning & ~subtree.diverging
+        left = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, subtree.end)
+        right = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), subtree.end, traj.right)
+        take = valid & (jnp.log(random.uniform(key_merge, dtype=start.x.dtype)) < subtree.log_weight - traj.log_weight)
+        proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
+        rho = traj.rho + subtree.rho
+        turning = jnp.where(valid, _is_turning(inverse_mass_matrix, left.r, right.r, rho), subtree.turning)
+        return _Trajectory(
+            left=left,
+            right=right,
+            proposal=proposal,
+            proposal_energy=jnp.where(take, subtree.proposal_energy, traj.proposal_energy),
+            log_weight=jnp.where(valid, jnp.logaddexp(traj.log_weight, subtree.log_weight), traj.log_weight),
+            rho=rho,
+            depth=traj.depth + 1,
+            num_steps=traj.num_steps + subtree.leaf,
+            sum_accept_prob=traj.sum_accept_prob + subtree.sum_accept_prob,
+            turning=turning,
+            diverging=subtree.diverging,
+            key=key,
+        )
+
+    traj = lax.while_loop(keep_going, double, init)
+    return TransitionInfo(
+        state=traj.proposal,
+        energy=traj.proposal_energy,
+        num_steps=traj.num_steps,
+        accept_prob=traj.sum_accept_prob / jnp.maximum(traj.num_steps, 1),
+        diverging=traj.diverging,
+        tree_depth=traj.depth,
+    )
+
+
+def hmc_transition(
+    potential_and_grad, inverse_mass_matrix, start, energy0, step_size, key, num_steps, max_delta_energy=1000.0
+):
+    """Static HMC: `num_steps` leapfrog steps, then a Metropolis correction (NaN energies reject)."""
+
+    def step(_, state):
+        return leapfrog(potential_and_grad, inverse_mass_matrix, state, step_size)
+
+    end = lax.fori_loop(0, num_steps, step, start)
+    energy = end.potential_energy + kinetic_energy(inverse_mass_matrix, end.r)
+    delta = energy - energy0
+    delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)
+    accept_prob = jnp.minimum(1.0, jnp.exp(-delta))
+    accept = random.uniform(key, dtype=start.x.dtype) < accept_prob
+    state = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), end, start)
+    return TransitionInfo(
+        state=state,
+        energy=jnp.where(accept, energy, energy0),
+        num_steps=jnp.asarray(num_steps),
+        accept_prob=accept_prob,
+        diverging=delta > max_delta_energy,
+        tree_depth=jnp.array(0),
+    )

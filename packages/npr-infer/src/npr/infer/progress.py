@@ -1,0 +1,67 @@
+"""tqdm progress bars fed from inside compiled loops through host callbacks.
+
+A compiled loop cannot hold a Python object, so bars live in a registry and the loop carries only
+the bar's integer id. Callbacks fire every `every` iterations; a disabled bar adds no callback.
+"""
+
+import itertools
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+_BARS = {}
+_IDS = itertools.count()
+
+
+def open_bar(total, desc):
+    bar_id = next(_IDS)
+    _BARS[bar_id] = (tqdm(total=total, desc=desc, leave=True), None)
+    return bar_id
+
+
+def close_bar(bar_id, state=None, formatter=None):
+    bar, _ = _BARS.pop(bar_id, (None, None))
+    if bar is None:
+        return
+    bar.n = bar.total
+    if state is not None and formatter is not None:
+        bar.set_postfix_str(formatter(jax.tree_util.tree_map(np.asarray, state)), refresh=False)
+    bar.refresh()
+    bar.close()
+
+
+def _host_update(bar_id, iteration, state, formatter):
+    entry = _BARS.get(int(np.ravel(bar_id)[0]))
+    if entry is None:
+        return
+    bar, _ = entry
+    bar.n = int(np.max(iteration)) + 1
+    if formatter is not None:
+        bar.set_postfix_str(formatter(state), refresh=False)
+    bar.refresh()
+
+
+def report(bar_id, iteration, total, state, formatter=None, every=None):
+    """Inside a compiled loop: update bar `bar_id` every `every` iterations (about 50 updates a run)."""
+    every = every or max(1, total // 50)
+
+    def callback(bar_id, iteration, state):
+        _host_update(bar_id, iteration, state, formatter)
+
+    def update():
+        jax.debug.callback(callback, bar_id, iteration, state)
+
+    jax.lax.cond((iteration + 1) % every == 0, update, lambda: None)
+
+
+def hmc_postfix(state):
+    """The seed's postfix: steps of the last trajectory, step size, mean acceptance probability."""
+    num_steps = np.ravel(np.asarray(state.num_steps))
+    step_size = np.ravel(np.asarray(state.step_size))
+    accept = np.ravel(np.asarray(state.mean_accept_prob))
+    if num_steps.size == 1:
+        return f"{int(num_steps[0])} steps of size {float(step_size[0]):.2e}. acc. prob={float(accept[0]):.2f}"
+    steps = ",".join(str(int(s)) for s in num_steps)
+    accepts = ",".join(f"{a:.2f}" for a in accept)
+    return f"steps {steps} | acc. prob {accepts}"

@@ -1,0 +1,220 @@
+"""From a model to a potential over unconstrained space: log densities, transforms, initialisation."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from npr.distributions import biject_to
+from npr.handlers import seed, substitute, trace
+
+INIT_STRATEGIES = ("uniform", "prior", "median")
+
+
+def log_density(model, model_args, model_kwargs, params):
+    """The joint log density of `model` with its sites set to `params` (constrained values).
+
+    Observed sites contribute `log_prob(obs)`; sites with a `scale` are scaled, masked entries dropped.
+
+    Args:
+      model: a model function.
+      model_args: positional arguments of the model.
+      model_kwargs: keyword arguments of the model.
+      params: dict of constrained values of the latent sites.
+    Returns:
+      (log_joint, model_trace)
+    Example:
+      >>> import npr.distributions as dist
+      >>> from npr.handlers import sample
+      >>> model = lambda: sample("x", dist.Normal(0.0, 1.0))
+      >>> round(float(log_density(model, (), {}, {"x": 0.0})[0]), 4)
+      -0.9189
+    """
+    model_trace = trace(substitute(model, params)).get_trace(*model_args, **model_kwargs)
+    total = jnp.zeros(())
+    for site in model_trace.values():
+        if site["type"] != "sample":
+            continue
+        total = total + site_log_prob(site).sum()
+    return total, model_trace
+
+
+def site_log_prob(site):
+    """A sample site's log density with its mask and scale applied."""
+    log_prob = site["fn"].log_prob(site["value"])
+    if site["mask"] is not None:
+        log_prob = jnp.where(site["mask"], log_prob, 0.0)
+    if site["scale"] is not None:
+        log_prob = site["scale"] * log_prob
+    return log_prob
+
+
+def _latent_sites(model_trace):
+    return {
+        name: site
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site["infer"].get("intervened")
+    }
+
+
+def _transforms(latents):
+    transforms = {}
+    for name, site in latents.items():
+        if getattr(site["fn"], "is_discrete", False):
+            raise ValueError(
+                f"site '{name}': {type(site['fn']).__name__} is discrete; HMC/NUTS need continuous latent sites"
+            )
+        transforms[name] = biject_to(site["fn"].support)
+    return transforms
+
+
+def constrain(transforms, params):
+    """Map unconstrained values to the sites' supports."""
+    return {name: transforms[name](value) for name, value in params.items()}
+
+
+def unconstrain(transforms, values):
+    return {name: transforms[name].inv(value) for name, value in values.items()}
+
+
+def potential_energy(model, model_args, model_kwargs, transforms, params):
+    """Negative log joint over unconstrained `params`, Jacobians of the transforms included."""
+    constrained = constrain(transforms, params)
+    log_joint, _ = log_density(model, model_args, model_kwargs, constrained)
+    for name, value in params.items():
+        log_det = transforms[name].log_abs_det_jacobian(value, constrained[name])
+        log_joint = log_joint + jnp.sum(log_det)
+    return -log_joint
+
+
+def constrain_with_deterministics(model, model_args, model_kwargs, transforms, params):
+    """Constrained values of the latent sites plus every deterministic site of the model."""
+    constrained = constrain(transforms, params)
+    substituted = substitute(seed(model, 0), constrained)
+    model_trace = trace(substituted).get_trace(*model_args, **model_kwargs)
+    out = dict(constrained)
+    out.update({name: site["value"] for name, site in model_trace.items() if site["type"] == "deterministic"})
+    return out
+
+
+def _initial_values(key, latents, transforms, init_strategy):
+    values = {}
+    for index, (name, site) in enumerate(latents.items()):
+        site_key = jax.random.fold_in(key, index)
+        transform = transforms[name]
+        unconstrained_shape = transform.inverse_shape(jnp.shape(site["value"]))
+        if isinstance(init_strategy, dict):
+            values[name] = transform.inv(jnp.asarray(init_strategy[name]))
+        elif init_strategy == "uniform":
+            values[name] = jax.random.uniform(site_key, unconstrained_shape, minval=-2.0, maxval=2.0)
+        elif init_strategy == "prior":
+            values[name] = transform.inv(site["fn"].sample(site_key))
+        else:  # median of prior draws
+            draws = site["fn"].sample(site_key, (15,))
+            values[name] = transform.inv(jnp.median(draws, axis=0))
+    return values
+
+
+def _check_init_dict(init_strategy, latents, transforms):
+    missing = sorted(set(latents) - set(init_strategy))
+    extra = sorted(set(init_strategy) - set(latents))
+    if missing or extra:
+        raise ValueError(
+            f"init values must name exactly the latent sites {sorted(latents)}; missing {missing}, unknown {extra}"
+        )
+    for name, value in init_strategy.items():
+        support = latents[name]["fn"].support
+        ok = np.asarray(support(jnp.asarray(value)))
+        if not np.all(ok):
+            raise ValueError(
+                f"site '{name}': init value of shape {np.shape(value)} lies outside the support {support!r} "
+                "(init values are constrained values)"
+            )
+
+
+def _report_non_finite(model, model_args, model_kwargs, transforms, params, grads):
+    constrained = constrain(transforms, params)
+    _, model_trace = log_density(model, model_args, model_kwargs, constrained)
+    problems = []
+    for name, site in model_trace.items():
+        if site["type"] != "sample":
+            continue
+        log_prob = np.asarray(site_log_prob(site))
+        if not np.all(np.isfinite(log_prob)):
+            value = np.asarray(site["value"])
+            problems.append(
+                f"site '{name}': log density is {log_prob.ravel()[~np.isfinite(log_prob.ravel())][0]} "
+                f"at value {value if value.size <= 6 else f'of shape {value.shape}'}"
+            )
+    for name, grad in grads.items():
+        grad = np.asarray(grad)
+        if not np.all(np.isfinite(grad)):
+            problems.append(f"site '{name}': gradient of the potential is not finite ({grad.ravel()[:6]})")
+    return problems
+
+
+def initialize_model(rng, model, *model_args, init_strategy="uniform", max_tries=100, **model_kwargs):
+    """Prepare `model` for HMC/NUTS: initial unconstrained values, the potential and the constrain map.
+
+    Args:
+      rng: PRNG key.
+      model: a model function whose latent sites are continuous.
+      *model_args: positional arguments of the model.
+      init_strategy: 'uniform' (unconstrained Uniform(-2, 2), as Stan), 'prior', 'median', or a dict of
+        constrained values.
+      max_tries: attempts at finding a point where the potential and its gradient are finite.
+      **model_kwargs: keyword arguments of the model.
+    Returns:
+      (init_params, potential_fn, constrain_fn): unconstrained initial values (dict), the potential
+      energy over unconstrained dicts, and the map back to constrained values (deterministic sites
+      included).
+    Example:
+      >>> import jax
+      >>> import npr.distributions as dist
+      >>> from npr.handlers import sample
+      >>> def model():
+      ...     sample("sigma", dist.HalfNormal(1.0))
+      >>> init_params, potential_fn, constrain_fn = initialize_model(jax.random.PRNGKey(0), model)
+      >>> sorted(init_params), bool(constrain_fn(init_params)["sigma"] > 0)
+      (['sigma'], True)
+    """
+    if not (isinstance(init_strategy, dict) or init_strategy in INIT_STRATEGIES):
+        raise ValueError(f"init_strategy must be one of {INIT_STRATEGIES} or a dict of values, got {init_strategy!r}")
+    rng = jnp.asarray(jax.random.key_data(rng)) if jnp.issubdtype(jnp.asarray(rng).dtype, jax.dtypes.prng_key) else rng
+    key_trace, key_init = jax.random.split(rng)
+    prototype = trace(seed(model, key_trace)).get_trace(*model_args, **model_kwargs)
+    latents = _latent_sites(prototype)
+    if not latents:
+        raise ValueError("the model has no latent sample sites: there is nothing to infer")
+    transforms = _transforms(latents)
+    if isinstance(init_strategy, dict):
+        _check_init_dict(init_strategy, latents, transforms)
+
+    potential_fn = partial(_potential, model, model_args, tuple(sorted(model_kwargs.items())), transforms)
+    constrain_fn = partial(_constrain, model, model_args, tuple(sorted(model_kwargs.items())), transforms)
+    value_and_grad = jax.jit(jax.value_and_grad(potential_fn))
+    params = None
+    for attempt in range(max_tries):
+        params = _initial_values(jax.random.fold_in(key_init, attempt), latents, transforms, init_strategy)
+        value, grads = value_and_grad(params)
+        finite = np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads.values())
+        if finite:
+            return params, potential_fn, constrain_fn
+        if isinstance(init_strategy, dict):
+            break
+    problems = _report_non_finite(model, model_args, model_kwargs, transforms, params, grads)
+    tries = 1 if isinstance(init_strategy, dict) else max_tries
+    raise RuntimeError(
+        f"cannot find initial parameters with a finite log density and gradient after {tries} "
+        f"attempt(s) with init_strategy={init_strategy if not isinstance(init_strategy, dict) else 'dict'}:\n  "
+        + "\n  ".join(problems or ["the potential is not finite, but no single site is to blame"])
+    )
+
+
+def _potential(model, model_args, model_kwargs_items, transforms, params):
+    return potential_energy(model, model_args, dict(model_kwargs_items), transforms, params)
+
+
+def _constrain(model, model_args, model_kwargs_items, transforms, params):
+    return constrain_with_deterministics(model, model_args, dict(model_kwargs_items), transforms, params)
