@@ -1,0 +1,228 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import npr.distributions as dist
+from npr.diagnostics import ess_bulk
+from npr.handlers import plate, sample
+from npr.infer import HMCState, fori_collect, hmc, initialize_model, mcmc
+from npr.infer.hmc import warmup_step
+
+
+def run_nuts(potential_fn, init_params, num_warmup=400, num_samples=1000, key=0, transform=None, **kwargs):
+    init_kernel, sample_kernel = hmc(potential_fn, algo=kwargs.pop("algo", "NUTS"))
+    state = init_kernel(init_params, num_warmup, progbar=False, rng=jax.random.PRNGKey(key), **kwargs)
+    draws = fori_collect(num_samples, sample_kernel, state, transform=transform or (lambda s: s.z), progbar=False)
+    return state, draws
+
+
+def assert_moments(draws, mean, sd, z=5.0, sd_rtol=0.2):
+    """Posterior mean within z Monte Carlo standard errors (bulk ESS), sd within sd_rtol."""
+    draws = np.asarray(draws)
+    ess = np.atleast_1d(ess_bulk(draws[None]))
+    se = np.asarray(sd) / np.sqrt(ess)
+    np.testing.assert_array_less(np.abs(draws.mean(0) - mean), z * se + 1e-12)
+    np.testing.assert_allclose(draws.std(0), sd, rtol=sd_rtol)
+
+
+@pytest.mark.parametrize("dim", [1, 10, 100])
+def test_standard_normal(dim):
+    potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+    _, draws = run_nuts(potential, {"x": jnp.full(dim, 3.0)}, num_warmup=300, num_samples=800)
+    assert_moments(draws["x"], np.zeros(dim), np.ones(dim))
+
+
+def test_correlated_gaussian_dense_mass():
+    cov = np.array([[1.0, 0.98], [0.98, 1.0]]) * np.array([[1.0], [3.0]]) * np.array([1.0, 3.0])
+    precision = jnp.asarray(np.linalg.inv(cov))
+    potential = lambda z: 0.5 * z["x"] @ precision @ z["x"]
+    state, draws = run_nuts(potential, {"x": jnp.zeros(2)}, num_warmup=500, num_samples=1000, dense_mass=True)
+    assert state.inverse_mass_matrix.shape == (2, 2)
+    np.testing.assert_allclose(state.inverse_mass_matrix, cov, rtol=0.35)
+    assert_moments(draws["x"], np.zeros(2), np.sqrt(np.diag(cov)))
+    np.testing.assert_allclose(np.corrcoef(np.asarray(draws["x"]).T)[0, 1], 0.98, atol=0.02)
+
+
+def test_static_hmc():
+    potential = lambda z: 0.5 * jnp.sum((z["x"] - 1.0) ** 2 / 4.0)
+    _, draws = run_nuts(potential, {"x": jnp.zeros(3)}, algo="HMC", trajectory_length=1.5, num_samples=1000)
+    assert_moments(draws["x"], np.ones(3), np.full(3, 2.0))
+
+
+def test_normal_normal_conjugate():
+    data = np.array([0.8, 1.9, 1.2, 2.5, 0.3])
+
+    def model(y):
+        mu = sample("mu", dist.Normal(0.0, 2.0))
+        with plate("data", len(y)):
+            sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    init_params, potential_fn, constrain_fn = initialize_model(jax.random.PRNGKey(1), model, data)
+    _, draws = run_nuts(potential_fn, init_params, transform=lambda s: constrain_fn(s.z))
+    post_var = 1 / (1 / 4 + len(data))
+    assert_moments(draws["mu"], post_var * data.sum(), np.sqrt(post_var))
+
+
+def test_beta_bernoulli_conjugate():
+    flips = np.array([1, 0, 1, 1, 1, 0, 1, 1, 0, 1])
+
+    def model(y):
+        p = sample("p", dist.Beta(2.0, 2.0))
+        with plate("flips", len(y)):
+            sample("y", dist.Bernoulli(probs=p), obs=y)
+
+    init_params, potential_fn, constrain_fn = initialize_model(jax.random.PRNGKey(2), model, flips)
+    _, draws = run_nuts(potential_fn, init_params, transform=lambda s: constrain_fn(s.z))
+    a, b = 2 + flips.sum(), 2 + len(flips) - flips.sum()
+    assert_moments(draws["p"], a / (a + b), np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))))
+
+
+def test_transformed_latents_gamma_dirichlet_lkj():
+    # Priors only: the draws must reproduce each prior's known moments through the transforms.
+    def model():
+        sample("g", dist.Gamma(3.0, 2.0))
+        sample("d", dist.Dirichlet(jnp.array([2.0, 3.0, 5.0])))
+        sample("L", dist.LKJCholesky(3, 2.0))
+
+    init_params, potential_fn, constrain_fn = initialize_model(jax.random.PRNGKey(3), model)
+    _, draws = run_nuts(potential_fn, init_params, num_samples=1500, transform=lambda s: constrain_fn(s.z))
+    assert_moments(draws["g"], 1.5, np.sqrt(3.0) / 2.0)
+    alpha = np.array([2.0, 3.0, 5.0])
+    assert_moments(draws["d"], alpha / 10, np.sqrt(alpha * (10 - alpha) / (100 * 11)))
+    corr = np.einsum("nij,nkj->nik", draws["L"], draws["L"])
+    # LKJ(2) in dimension 3: (r + 1) / 2 ~ Beta(2.5, 2.5), so r has mean 0 and variance 1 / 6.
+    assert_moments(corr[:, 1, 0], 0.0, np.sqrt(1 / 6))
+
+
+def test_eight_schools_noncentered():
+    y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+    def model():
+        mu = sample("mu", dist.Normal(0.0, 5.0))
+        tau = sample("tau", dist.HalfCauchy(5.0))
+        with plate("schools", 8):
+            z = sample("z", dist.Normal(0.0, 1.0))
+            sample("y", dist.Normal(mu + tau * z, sigma), obs=y)
+
+    init_params, potential_fn, constrain_fn = initialize_model(jax.random.PRNGKey(4), model)
+    state, draws = run_nuts(
+        potential_fn,
+        init_params,
+        num_warmup=500,
+        num_samples=2000,
+        transform=lambda s: (constrain_fn(s.z), s.diverging),
+    )
+    values, diverging = draws
+    # Reference values from posteriordb (eight_schools_noncentered): mu 4.39 (sd 3.3), tau 3.6 (sd 3.2).
+    assert_moments(values["mu"], 4.39, 3.3, sd_rtol=0.25)
+    assert abs(float(values["tau"].mean()) - 3.6) < 0.6
+    assert int(diverging.sum()) < 40
+
+
+def test_nan_half_space_is_divergence_not_nan_draw():
+    def potential(z):
+        x = z["x"]
+        return jnp.where(x[0] > 1.0, jnp.nan, 0.5 * jnp.sum(x**2))
+
+    _, draws = run_nuts(
+        potential, {"x": jnp.zeros(2)}, num_warmup=200, num_samples=500, transform=lambda s: (s.z["x"], s.diverging)
+    )
+    x, diverging = draws
+    assert np.all(np.isfinite(np.asarray(x)))
+    assert np.all(np.asarray(x)[:, 0] <= 1.0)
+    assert int(diverging.sum()) > 0
+
+
+def test_constant_gradient_parameter_keeps_adaptation_finite():
+    # A flat direction (constant gradient, here zero) next to a standard normal one.
+    potential = lambda z: (
+        0.5 * z["x"][0] ** 2 + 0.0 * z["x"][1] + 0.1 * jax.nn.softplus(z["x"][1]) + 0.1 * jax.nn.softplus(-z["x"][1])
+    )
+    state, draws = run_nuts(potential, {"x": jnp.zeros(2)}, num_warmup=300, num_samples=200)
+    assert np.all(np.isfinite(np.asarray(state.inverse_mass_matrix))) and np.all(state.inverse_mass_matrix > 0)
+    assert np.isfinite(float(state.step_size)) and float(state.step_size) > 0
+    assert np.all(np.isfinite(np.asarray(draws["x"])))
+
+
+def test_same_key_same_draws_with_and_without_progress_bar():
+    potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+    init_kernel, sample_kernel = hmc(potential)
+    results = []
+    for progbar in (False, True, False):
+        state = init_kernel({"x": jnp.ones(3)}, 100, progbar=progbar, rng=jax.random.PRNGKey(9))
+        results.append(np.asarray(fori_collect(50, sample_kernel, state, lambda s: s.z["x"], progbar=progbar)))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_hmc_state_fields_and_pytree():
+    potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+    init_kernel, sample_kernel = hmc(potential)
+    state = init_kernel({"x": jnp.ones(2)}, 50, progbar=False, rng=jax.random.key(0))
+    for field in [
+        "i",
+        "z",
+        "z_grad",
+        "potential_energy",
+        "num_steps",
+        "accept_prob",
+        "mean_accept_prob",
+        "step_size",
+        "inverse_mass_matrix",
+        "rng",
+        "diverging",
+        "energy",
+        "adapt_state",
+    ]:
+        assert hasattr(state, field)
+    assert isinstance(state, HMCState)
+    leaves = jax.tree_util.tree_leaves(state)
+    assert all(isinstance(leaf, jax.Array) for leaf in leaves)
+    assert state.rng.dtype == jnp.uint32
+    nxt = sample_kernel(state)
+    assert int(nxt.i) == int(state.i) + 1
+
+
+def test_warmup_step_is_pure():
+    potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+    init_kernel, _ = hmc(potential)
+    state = init_kernel({"x": jnp.ones(2)}, 0, progbar=False)
+    before = jax.tree_util.tree_map(np.asarray, state)
+    warmup_step(potential, state, jnp.array(True), jnp.array(False), jnp.array(False))
+    after = jax.tree_util.tree_map(np.asarray, state)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, before, after)
+
+
+def test_mcmc_driver_prints_table(capsys):
+    draws = mcmc(100, 200, {"x": jnp.zeros(2)}, potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2), progbar=False)
+    out = capsys.readouterr().out
+    assert draws["x"].shape == (200, 2)
+    assert out.splitlines()[0].split() == ["mean", "sd", "5.5%", "94.5%", "n_eff", "r_hat"]
+    assert "x[0]" in out and "x[1]" in out
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        "kwargs,match",
+        [
+            ({"num_warmup": -1}, "num_warmup must be >= 0"),
+            ({"step_size": 0.0}, "step_size must be positive"),
+            ({"target_accept_prob": 1.0}, r"target_accept_prob must lie in \(0, 1\)"),
+            ({"max_tree_depth": 0}, "max_tree_depth must be >= 1"),
+        ],
+    )
+    def test_kernel_settings(self, kwargs, match):
+        init_kernel, _ = hmc(lambda z: jnp.sum(z["x"] ** 2))
+        args = {"num_warmup": 10, **kwargs}
+        with pytest.raises(ValueError, match=match):
+            init_kernel({"x": jnp.zeros(1)}, **args)
+
+    def test_unknown_algo(self):
+        with pytest.raises(ValueError, match="algo must be 'NUTS' or 'HMC'"):
+            hmc(lambda z: z, algo="MALA")
+
+    def test_num_samples(self):
+        with pytest.raises(ValueError, match="num_samples must be >= 1"):
+            mcmc(10, 0, {"x": jnp.zeros(1)}, potential_fn=lambda z: jnp.sum(z["x"] ** 2))
