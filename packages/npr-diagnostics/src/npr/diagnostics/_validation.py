@@ -5,7 +5,7 @@ import numpy as np
 
 def as_float_array(x, name="x"):
     """Convert NumPy/JAX/list input to a float64 NumPy array without touching the caller's object."""
-    array = np.array(x, dtype=np.float64, copy=True)
+    array = np.asarray(x, dtype=np.float64)  # read only: never written to
     if array.size and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(

@@ -6,8 +6,18 @@ from npr.diagnostics._validation import as_float_array
 
 
 def _fft_length(n):
-    """Smallest power of two that holds 2 * n points, so the circular correlation does not wrap."""
-    return 1 << int(np.ceil(np.log2(max(2 * n, 2))))
+    """Smallest 5-smooth length (2^a 3^b 5^c) holding 2 * n points, so the correlation does not wrap."""
+    target = max(2 * n, 2)
+    best = 1 << int(np.ceil(np.log2(target)))
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35 << max(0, int(np.ceil(np.log2(target / power35))))
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 def autocovariance(x, axis=0):
@@ -23,12 +33,17 @@ def autocovariance(x, axis=0):
       >>> np.round(autocovariance(np.array([1.0, -1.0, 1.0, -1.0])), 3)
       array([ 1.  , -0.75,  0.5 , -0.25])
     """
-    x = as_float_array(x)
+    return _autocovariance(as_float_array(x), axis)
+
+
+def _autocovariance(x, axis):
     axis = axis % x.ndim
     n = x.shape[axis]
+    length = _fft_length(n)
     centered = x - x.mean(axis=axis, keepdims=True)
-    spectrum = np.fft.rfft(centered, n=_fft_length(n), axis=axis)
-    acov = np.fft.irfft(spectrum * np.conjugate(spectrum), n=_fft_length(n), axis=axis)
+    spectrum = np.fft.rfft(centered, n=length, axis=axis)
+    power = spectrum.real**2 + spectrum.imag**2
+    acov = np.fft.irfft(power, n=length, axis=axis)
     return np.take(acov, np.arange(n), axis=axis) / n
 
 

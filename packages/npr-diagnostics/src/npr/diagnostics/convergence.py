@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from npr.diagnostics._validation import as_float_array, check_chains
-from npr.diagnostics.autocorrelation import autocovariance
+from npr.diagnostics.autocorrelation import _autocovariance
 
 
 def _components(x):
@@ -49,8 +49,7 @@ def _warn_constant(constant):
 def _geyer_ess(flat):
     """Stan's ESS for flat draws (P, C, N): Geyer's initial positive then monotone sequence."""
     num_params, num_chains, num_draws = flat.shape
-    acov = autocovariance(flat, axis=2)
-    mean_acov = acov.mean(axis=1)  # (P, N)
+    mean_acov = _autocovariance(flat, 2).mean(axis=1)  # (P, N)
     chain_mean = flat.mean(axis=2)
     mean_var = mean_acov[:, 0] * num_draws / (num_draws - 1.0)
     var_plus = mean_var * (num_draws - 1.0) / num_draws
@@ -349,3 +348,29 @@ def e_bfmi(energy):
     if energy.shape[1] < 2:
         raise ValueError(f"e_bfmi requires at least 2 draws per chain, got energy of shape {energy.shape}")
     return np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1, ddof=1)
+
+
+def _summary_statistics(flat):
+    """Every convergence statistic of validated flat draws (P, C, N), sharing splits, ranks and FFT work."""
+    constant = _is_constant(flat)
+    within_constant = _constant_within_chains(flat)
+    _warn_constant(within_constant)
+    split = _split(flat)
+    values = flat.reshape(flat.shape[0], -1)
+    stats = {"n_eff": _geyer_ess(flat), "r_hat": _rhat_core(split)}
+    z = _z_scale(split)
+    stats["ess_bulk"] = np.where(constant, float(flat[0].size), _geyer_ess(z))
+    folded = np.abs(split - np.median(split.reshape(split.shape[0], -1), axis=1)[:, None, None])
+    rank = np.maximum(_rhat_core(z), _rhat_core(_z_scale(folded)))
+    stats["rank_r_hat"] = np.where(within_constant, stats["r_hat"], rank)
+    tail = np.minimum(_quantile_ess(flat, 0.05), _quantile_ess(flat, 0.95))
+    stats["ess_tail"] = np.where(constant, float(flat[0].size), tail)
+    sd = values.std(axis=1, ddof=1)
+    stats["mcse_mean"] = sd / np.sqrt(_geyer_ess(split))
+    squared = (values - values.mean(axis=1, keepdims=True)) ** 2
+    ess_squared = _geyer_ess(_split(squared.reshape(flat.shape)))
+    expected_var = squared.mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_of_var = ((squared**2).mean(axis=1) - expected_var**2) / ess_squared
+        stats["mcse_sd"] = np.sqrt(var_of_var / expected_var / 4.0)
+    return stats

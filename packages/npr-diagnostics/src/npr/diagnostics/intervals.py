@@ -5,7 +5,7 @@ import numpy as np
 from npr.diagnostics._validation import as_float_array, check_prob
 
 
-def hpdi(x, prob=0.89, axis=0):
+def hpdi(x, prob=0.89, axis=0, presorted=False):
     """Narrowest interval that holds a fraction `prob` of the draws along `axis`.
 
     Among all windows of floor(prob * n) + 1 consecutive sorted draws, the narrowest one is returned
@@ -15,6 +15,7 @@ def hpdi(x, prob=0.89, axis=0):
       x: array of draws.
       prob: mass of the interval, in (0, 1).
       axis: the axis that indexes draws.
+      presorted: `x` is already sorted along `axis` (skips the sort).
     Returns:
       NumPy array whose `axis` has length 2: lower and upper bounds.
     Example:
@@ -23,7 +24,7 @@ def hpdi(x, prob=0.89, axis=0):
       array([ 0., 50.])
     """
     prob = check_prob(prob)
-    x = np.sort(as_float_array(x), axis=axis)
+    x = as_float_array(x) if presorted else np.sort(as_float_array(x), axis=axis)
     axis = axis % x.ndim
     n = x.shape[axis]
     if n < 2:

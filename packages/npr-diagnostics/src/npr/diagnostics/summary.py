@@ -1,7 +1,5 @@
 """Posterior summaries of dicts (or pytrees) of draws, as a dict and as a printed table."""
 
-import warnings
-
 import numpy as np
 
 from npr.diagnostics import convergence
@@ -28,31 +26,23 @@ def _flatten_sites(samples, prefix=""):
 
 def _site_statistics(name, draws, prob):
     """Statistics of one site's draws, shape (num_chains, num_draws, ...)."""
-    try:
-        draws = as_float_array(draws, f"site '{name}'")
-    except ValueError as error:
-        raise ValueError(str(error)) from None
-    if draws.shape[1] < 4:
+    draws = as_float_array(draws, f"site '{name}'")
+    if draws.ndim < 2 or draws.shape[1] < 4:
         raise ValueError(f"site '{name}': summary needs at least 4 draws per chain, got shape {draws.shape}")
-    pooled = draws.reshape((-1,) + draws.shape[2:])
-    interval = hpdi(pooled, prob=prob, axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        stats = {
-            "mean": pooled.mean(axis=0),
-            "sd": pooled.std(axis=0, ddof=1) if pooled.shape[0] > 1 else np.zeros(pooled.shape[1:]),
-            "median": np.median(pooled, axis=0),
-            "hpdi_low": interval[0],
-            "hpdi_high": interval[1],
-            "n_eff": convergence.effective_sample_size(draws),
-            "r_hat": convergence.split_gelman_rubin(draws),
-            "rank_r_hat": convergence.rank_rhat(draws),
-            "ess_bulk": convergence.ess_bulk(draws),
-            "ess_tail": convergence.ess_tail(draws),
-            "mcse_mean": convergence.mcse_mean(draws),
-            "mcse_sd": convergence.mcse_sd(draws),
-        }
-    return {key: np.asarray(value) for key, value in stats.items()}
+    event_shape = draws.shape[2:]
+    flat, _ = convergence._components(draws)
+    pooled = flat.reshape(flat.shape[0], -1)
+    ordered = np.sort(pooled, axis=1)
+    interval = hpdi(ordered, prob=prob, axis=1, presorted=True)
+    stats = {
+        "mean": pooled.mean(axis=1),
+        "sd": pooled.std(axis=1, ddof=1) if pooled.shape[1] > 1 else np.zeros(pooled.shape[0]),
+        "median": np.median(ordered, axis=1),
+        "hpdi_low": interval[:, 0],
+        "hpdi_high": interval[:, 1],
+    }
+    stats.update(convergence._summary_statistics(flat))
+    return {key: np.asarray(value).reshape(event_shape) for key, value in stats.items()}
 
 
 def summary(samples, prob=0.89, group_by_chain=True):

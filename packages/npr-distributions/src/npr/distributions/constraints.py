@@ -58,7 +58,8 @@ class Constraint:
         return jnp.zeros_like(prototype)
 
     def __repr__(self):
-        return type(self).__name__.lstrip("_")
+        name = type(self).__name__.lstrip("_")
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 class _Real(Constraint):

@@ -79,15 +79,16 @@ def key_data(key):
     return key
 
 
-def _flat_potential(potential_fn, unravel):
-    return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y)))(x)
+def _flat_potential(potential_fn, unravel, potential_args=()):
+    """Flat x -> (potential, gradient); `potential_args` are traced extra inputs (model data)."""
+    return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y), *potential_args))(x)
 
 
-def _transition(potential_fn, state, step_size, adapt_state):
+def _transition(potential_fn, state, step_size, adapt_state, potential_args=()):
     settings = state.settings
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
-    potential_and_grad = _flat_potential(potential_fn, unravel)
+    potential_and_grad = _flat_potential(potential_fn, unravel, potential_args)
     key, key_momentum, key_transition = jax.random.split(state.rng, 3)
     imm = adapt_state.inverse_mass_matrix
     r = draw_momentum(key_momentum, adapt_state.mass_matrix_sqrt, x)
@@ -127,17 +128,17 @@ def _transition(potential_fn, state, step_size, adapt_state):
     ), potential_and_grad
 
 
-def sample_step(potential_fn, state):
+def sample_step(potential_fn, state, potential_args=()):
     """One transition with the step size and mass matrix held fixed."""
-    new_state, _ = _transition(potential_fn, state, state.adapt_state.step_size, state.adapt_state)
+    new_state, _ = _transition(potential_fn, state, state.adapt_state.step_size, state.adapt_state, potential_args)
     return new_state
 
 
-def warmup_step(potential_fn, state, in_slow_window, window_end, is_last):
+def warmup_step(potential_fn, state, in_slow_window, window_end, is_last, potential_args=()):
     """One transition followed by Stan's adaptation updates (all decisions are traced booleans)."""
     adapt = state.adapt_state
     settings = state.settings
-    new_state, potential_and_grad = _transition(potential_fn, state, adapt.step_size, adapt)
+    new_state, potential_and_grad = _transition(potential_fn, state, adapt.step_size, adapt, potential_args)
     if settings.adapt_step_size:
         adapt = dual_averaging_update(adapt, new_state.accept_prob, settings.target_accept_prob)
     if settings.adapt_mass_matrix:
@@ -167,11 +168,11 @@ def warmup_step(potential_fn, state, in_slow_window, window_end, is_last):
     )
 
 
-def _warmup_loop(potential_fn, state, in_slow, window_end, bar_id, show_progress):
+def _warmup_loop(potential_fn, state, in_slow, window_end, bar_id, show_progress, potential_args=()):
     num_warmup = in_slow.shape[0]
 
     def body(t, state):
-        state = warmup_step(potential_fn, state, in_slow[t], window_end[t], t == num_warmup - 1)
+        state = warmup_step(potential_fn, state, in_slow[t], window_end[t], t == num_warmup - 1, potential_args)
         if show_progress:
             progress.report(bar_id, t, num_warmup, state, progress.hmc_postfix)
         return state
@@ -182,10 +183,12 @@ def _warmup_loop(potential_fn, state, in_slow, window_end, bar_id, show_progress
 run_warmup = jax.jit(_warmup_loop, static_argnums=(0, 5))
 
 
-def init_state(potential_fn, init_params, rng_key, settings, step_size=1.0, inverse_mass_matrix=None):
+def init_state(
+    potential_fn, init_params, rng_key, settings, step_size=1.0, inverse_mass_matrix=None, potential_args=()
+):
     """The state at `init_params` (unconstrained), before any warmup."""
     x, unravel = ravel_pytree(init_params)
-    potential_energy, grad = _flat_potential(potential_fn, unravel)(x)
+    potential_energy, grad = _flat_potential(potential_fn, unravel, potential_args)(x)
     dim = x.shape[0]
     if inverse_mass_matrix is None:
         inverse_mass_matrix = jnp.eye(dim, dtype=x.dtype) if settings.dense_mass else jnp.ones(dim, dtype=x.dtype)
@@ -211,12 +214,12 @@ def init_state(potential_fn, init_params, rng_key, settings, step_size=1.0, inve
     )
 
 
-def _heuristic_initial_step(potential_fn, state):
+def _heuristic_initial_step(potential_fn, state, potential_args=()):
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
     adapt = state.adapt_state
     step_size = find_reasonable_step_size(
-        _flat_potential(potential_fn, unravel),
+        _flat_potential(potential_fn, unravel, potential_args),
         adapt.inverse_mass_matrix,
         adapt.mass_matrix_sqrt,
         x,

@@ -218,3 +218,57 @@ def _potential(model, model_args, model_kwargs_items, transforms, params):
 
 def _constrain(model, model_args, model_kwargs_items, transforms, params):
     return constrain_with_deterministics(model, model_args, dict(model_kwargs_items), transforms, params)
+
+
+class ModelPotential:
+    """The potential of `model` over unconstrained dicts with the model's arguments as traced inputs.
+
+    One object per model and site structure: compiled loops keyed on it are reused across runs with
+    new data of the same shapes.
+    """
+
+    def __init__(self, model, transforms):
+        self.model = model
+        self.transforms = transforms
+        self.value_and_grad = jax.jit(jax.value_and_grad(self.__call__))
+        self.constrain = jax.jit(self._constrain)
+
+    def __call__(self, params, model_args=(), model_kwargs=None):
+        return potential_energy(self.model, model_args, model_kwargs or {}, self.transforms, params)
+
+    def _constrain(self, params, model_args=(), model_kwargs=None):
+        return constrain_with_deterministics(self.model, model_args, model_kwargs or {}, self.transforms, params)
+
+
+def model_structure(rng, model, model_args, model_kwargs):
+    """Trace the model once: its latent sites, their transforms, and a signature of both."""
+    prototype = trace(seed(model, rng)).get_trace(*model_args, **model_kwargs)
+    latents = _latent_sites(prototype)
+    if not latents:
+        raise ValueError("the model has no latent sample sites: there is nothing to infer")
+    transforms = _transforms(latents)
+    signature = tuple(
+        (name, np.shape(site["value"]), str(jnp.result_type(site["value"])), repr(site["fn"].support))
+        for name, site in latents.items()
+    )
+    return prototype, latents, transforms, signature
+
+
+def find_initial_params(key, potential, latents, init_strategy, model_args, model_kwargs, max_tries=100):
+    """Unconstrained initial values where the potential and its gradient are finite (or a RuntimeError)."""
+    if isinstance(init_strategy, dict):
+        _check_init_dict(init_strategy, latents, potential.transforms)
+    elif init_strategy not in INIT_STRATEGIES:
+        raise ValueError(f"init_strategy must be one of {INIT_STRATEGIES} or a dict of values, got {init_strategy!r}")
+    params = grads = None
+    tries = 1 if isinstance(init_strategy, dict) else max_tries
+    for attempt in range(tries):
+        params = _initial_values(jax.random.fold_in(key, attempt), latents, potential.transforms, init_strategy)
+        value, grads = potential.value_and_grad(params, model_args, model_kwargs)
+        if np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
+            return params
+    problems = _report_non_finite(potential.model, model_args, model_kwargs, potential.transforms, params, grads)
+    raise RuntimeError(
+        f"cannot find initial parameters with a finite log density and gradient after {tries} attempt(s):\n  "
+        + "\n  ".join(problems or ["the potential is not finite, but no single site is to blame"])
+    )

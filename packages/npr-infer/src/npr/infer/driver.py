@@ -1,0 +1,407 @@
+"""`MCMC`: chains, warmup, continuation and extra fields over the functional core in `npr.infer.hmc`.
+
+Compile once: the model's data enter the compiled loops as arguments, and loops are keyed on a
+potential object cached per model and site structure, so repeated runs with new keys, new data of
+the same shapes, or a continued state reuse the compiled programs.
+"""
+
+import collections
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from npr.diagnostics import e_bfmi, format_summary
+from npr.infer import progress
+from npr.infer.adaptation import warmup_schedule
+from npr.infer.hmc import (
+    heuristic_initial_step,
+    init_state,
+    key_data,
+    sample_step,
+    warmup_step,
+)
+from npr.infer.util import ModelPotential, find_initial_params, model_structure
+
+CHAIN_METHODS = ("sequential", "vectorized", "parallel")
+EXTRA_FIELDS = (
+    "num_steps",
+    "diverging",
+    "accept_prob",
+    "mean_accept_prob",
+    "step_size",
+    "potential_energy",
+    "energy",
+    "tree_depth",
+    "inverse_mass_matrix",
+)
+# How often each compiled loop has been traced (compilation happens once per trace): tests read it.
+TRACE_COUNTS = collections.Counter()
+
+
+class _PlainPotential:
+    """A user's potential over unconstrained values, with no model arguments."""
+
+    def __init__(self, potential_fn):
+        self.potential_fn = potential_fn
+        self.value_and_grad = jax.jit(lambda params, *_: jax.value_and_grad(potential_fn)(params))
+
+    def __call__(self, params, *_):
+        return self.potential_fn(params)
+
+
+def _loop(
+    potential,
+    state,
+    num_iterations,
+    thinning,
+    in_slow,
+    window_end,
+    extra_fields,
+    collect,
+    bar_id,
+    show_progress,
+    potential_args,
+):
+    TRACE_COUNTS["loop"] += 1
+    warm = in_slow is not None
+
+    def transition(state, t):
+        if warm:
+            return warmup_step(potential, state, in_slow[t], window_end[t], t == num_iterations - 1, potential_args)
+        return sample_step(potential, state, potential_args)
+
+    def body(state, t):
+        if thinning == 1:
+            state = transition(state, t)
+        else:
+            state = jax.lax.fori_loop(0, thinning, lambda _, s: transition(s, t), state)
+        if show_progress:
+            progress.report(bar_id, t, num_iterations, state, progress.hmc_postfix)
+        if not collect:
+            return state, None
+        return state, (state.z, {name: getattr(state, name) for name in extra_fields})
+
+    return jax.lax.scan(body, state, jnp.arange(num_iterations))
+
+
+_compiled_loop = jax.jit(_loop, static_argnums=(0, 2, 3, 6, 7, 9))
+_vectorized_loop = jax.jit(
+    lambda potential, states, n, thin, slow, end, fields, collect, bar, show, args: jax.vmap(
+        lambda s: _loop(potential, s, n, thin, slow, end, fields, collect, bar, show, args)
+    )(states),
+    static_argnums=(0, 2, 3, 6, 7, 9),
+)
+_compiled_init = jax.jit(init_state, static_argnums=(0, 3))
+_compiled_constrain = {}
+
+
+def _tree_stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _tree_index(tree, i):
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+class MCMC:
+    """Run `num_chains` chains of `kernel` (`NUTS` or `HMC`): warmup, then `num_samples` kept draws.
+
+    Args:
+      kernel: a `NUTS` or `HMC` object.
+      num_warmup: adaptation iterations.
+      num_samples: kept draws per chain.
+      num_chains: number of chains.
+      thinning: keep every `thinning`-th draw.
+      chain_method: 'sequential', 'vectorized' (all chains in one compiled program) or 'parallel'
+        (one device per chain; falls back to 'vectorized', with a warning, on too few devices).
+      progress_bar: show tqdm bars fed from inside the compiled loops.
+      postprocess_fn: unconstrained dict -> what `get_samples` returns (default: constrained values
+        and deterministic sites).
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> mcmc = MCMC(NUTS(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2)), num_warmup=100, num_samples=100,
+      ...             num_chains=2, chain_method="vectorized", progress_bar=False)
+      >>> mcmc.run(jax.random.PRNGKey(0), init_params={"x": jnp.zeros((2, 3))})
+      >>> mcmc.get_samples()["x"].shape, mcmc.get_samples(group_by_chain=True)["x"].shape
+      ((200, 3), (2, 100, 3))
+    """
+
+    def __init__(
+        self,
+        kernel,
+        num_warmup,
+        num_samples,
+        num_chains=1,
+        thinning=1,
+        chain_method="sequential",
+        progress_bar=True,
+        postprocess_fn=None,
+    ):
+        if int(num_warmup) < 0:
+            raise ValueError(f"num_warmup must be >= 0, got {num_warmup}")
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if int(num_chains) < 1:
+            raise ValueError(f"num_chains must be >= 1, got {num_chains}")
+        if int(thinning) < 1 or int(thinning) > int(num_samples) * int(thinning):
+            raise ValueError(f"thinning must be a positive integer, got {thinning}")
+        if chain_method not in CHAIN_METHODS:
+            raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+        self.kernel = kernel
+        self.num_warmup, self.num_samples = int(num_warmup), int(num_samples)
+        self.num_chains, self.thinning = int(num_chains), int(thinning)
+        self.chain_method = chain_method
+        self.progress_bar = progress_bar
+        self.postprocess_fn = postprocess_fn
+        self.post_warmup_state = None
+        self.last_state = None
+        self._potentials = {}
+        self._signature = None
+        self._samples = None
+        self._extra = None
+        self._model_args = ((), {})
+
+    # ---------------------------------------------------------------- setup
+    def _potential(self, key, args, kwargs):
+        if self.kernel.model is None:
+            potential = self._potentials.setdefault("potential_fn", _PlainPotential(self.kernel.potential_fn))
+            return potential, None, ("potential_fn",), ()
+        _, latents, transforms, signature = model_structure(key, self.kernel.model, args, kwargs)
+        if signature not in self._potentials:
+            self._potentials[signature] = ModelPotential(self.kernel.model, transforms)
+        return self._potentials[signature], latents, signature, (args, kwargs)
+
+    def _method(self):
+        if self.chain_method == "parallel":
+            if jax.local_device_count() >= self.num_chains:
+                return "parallel"
+            warnings.warn(
+                f"chain_method='parallel' needs {self.num_chains} devices but {jax.local_device_count()} are "
+                "available: running the chains vectorized instead",
+                UserWarning,
+                stacklevel=3,
+            )
+            return "vectorized"
+        return self.chain_method
+
+    def _initial_states(self, key, potential, latents, init_params, potential_args):
+        chain_keys = jax.random.split(key, self.num_chains)
+        settings = self.kernel.settings
+        if init_params is not None:
+            leaves = jax.tree_util.tree_leaves(init_params)
+            if self.num_chains > 1 and any(jnp.shape(leaf)[:1] != (self.num_chains,) for leaf in leaves):
+                raise ValueError(
+                    f"init_params must have a leading dim of num_chains={self.num_chains}, got shapes "
+                    f"{[jnp.shape(leaf) for leaf in leaves]}"
+                )
+            if latents is not None and set(init_params) != set(latents):
+                raise ValueError(f"init_params must name the latent sites {sorted(latents)}, got {sorted(init_params)}")
+        states = []
+        for chain, chain_key in enumerate(chain_keys):
+            key_init, key_state = jax.random.split(chain_key)
+            if init_params is not None:
+                params = _tree_index(init_params, chain) if self.num_chains > 1 else init_params
+            else:
+                params = find_initial_params(key_init, potential, latents, self.kernel.init_strategy, *potential_args)
+            state = _compiled_init(
+                potential, params, key_state, settings, jnp.asarray(self.kernel.step_size), None, potential_args
+            )
+            if settings.heuristic_step_size and settings.adapt_step_size:
+                state = heuristic_initial_step(potential, state, potential_args)
+            states.append(state)
+        return _tree_stack(states)
+
+    # ---------------------------------------------------------------- loops
+    def _run_loop(self, potential, states, num_iterations, warm, extra_fields, collect, potential_args, desc):
+        if warm:
+            in_slow, window_end = (jnp.asarray(a) for a in warmup_schedule(num_iterations))
+            thinning = 1
+        else:
+            in_slow = window_end = None
+            thinning = self.thinning
+        show = bool(self.progress_bar)
+        method = self._method()
+        if method == "sequential":
+            results = []
+            for chain in range(self.num_chains):
+                bar_id = progress.open_bar(num_iterations, f"{desc} chain {chain}") if show else -1
+                out = _compiled_loop(
+                    potential,
+                    _tree_index(states, chain),
+                    num_iterations,
+                    thinning,
+                    in_slow,
+                    window_end,
+                    extra_fields,
+                    collect,
+                    bar_id,
+                    show,
+                    potential_args,
+                )
+                if show:
+                    jax.block_until_ready(out)
+                    progress.close_bar(bar_id, out[0], progress.hmc_postfix)
+                results.append(out)
+            return _tree_stack([r[0] for r in results]), _tree_stack([r[1] for r in results]) if collect else None
+        bar_id = progress.open_bar(num_iterations, f"{desc} ({self.num_chains} chains)") if show else -1
+        if method == "vectorized":
+            last, collected = _vectorized_loop(
+                potential,
+                states,
+                num_iterations,
+                thinning,
+                in_slow,
+                window_end,
+                extra_fields,
+                collect,
+                bar_id,
+                show,
+                potential_args,
+            )
+        else:
+            parallel = jax.pmap(
+                lambda s: _loop(
+                    potential,
+                    s,
+                    num_iterations,
+                    thinning,
+                    in_slow,
+                    window_end,
+                    extra_fields,
+                    collect,
+                    bar_id,
+                    show,
+                    potential_args,
+                )
+            )
+            last, collected = parallel(states)
+        if show:
+            jax.block_until_ready(last)
+            progress.close_bar(bar_id, last, progress.hmc_postfix)
+        return last, collected
+
+    @staticmethod
+    def _check_extra_fields(extra_fields):
+        unknown = [f for f in extra_fields if f not in EXTRA_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown extra_fields {unknown}; known fields are {list(EXTRA_FIELDS)}")
+        return tuple(dict.fromkeys(tuple(extra_fields) + ("diverging", "energy", "tree_depth", "num_steps")))
+
+    # ---------------------------------------------------------------- public
+    def warmup(self, rng_key, *args, extra_fields=(), collect_warmup=False, init_params=None, **kwargs):
+        """Run warmup only; its end state becomes `post_warmup_state`, the start of the next `run`."""
+        fields = self._check_extra_fields(extra_fields)
+        key = jnp.asarray(key_data(rng_key))
+        key_structure, key_chains = jax.random.split(key)
+        potential, latents, signature, potential_args = self._potential(key_structure, args, kwargs)
+        states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
+        last, collected = self._run_loop(
+            potential, states, self.num_warmup, True, fields, collect_warmup, potential_args, "warmup"
+        )
+        self._signature, self._model_args = signature, (args, kwargs)
+        self.post_warmup_state = last
+        self.last_state = last
+        if collect_warmup:
+            self._store(potential, collected, potential_args)
+
+    def run(self, rng_key, *args, extra_fields=(), init_params=None, **kwargs):
+        """Warmup (unless continuing from `post_warmup_state`) and `num_samples` draws per chain."""
+        fields = self._check_extra_fields(extra_fields)
+        key = jnp.asarray(key_data(rng_key))
+        key_structure, key_chains = jax.random.split(key)
+        potential, latents, signature, potential_args = self._potential(key_structure, args, kwargs)
+        if self.post_warmup_state is not None:
+            states = self.post_warmup_state
+            if self._signature is not None and signature != self._signature:
+                raise ValueError(
+                    "cannot continue from post_warmup_state: the model's sites or data shapes differ from the "
+                    f"run that produced it ({self._signature} != {signature})"
+                )
+        else:
+            states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
+            if self.num_warmup > 0:
+                states, _ = self._run_loop(
+                    potential, states, self.num_warmup, True, fields, False, potential_args, "warmup"
+                )
+        last, collected = self._run_loop(
+            potential, states, self.num_samples, False, fields, True, potential_args, "sample"
+        )
+        self._signature, self._model_args = signature, (args, kwargs)
+        self.last_state = last
+        self._store(potential, collected, potential_args)
+
+    def _store(self, potential, collected, potential_args):
+        z, extra = collected
+        if self.postprocess_fn is not None:
+            transform = jax.vmap(jax.vmap(self.postprocess_fn))
+            samples = transform(z)
+        elif isinstance(potential, ModelPotential):
+            if potential not in _compiled_constrain:
+                _compiled_constrain[potential] = jax.jit(
+                    jax.vmap(jax.vmap(potential._constrain, in_axes=(0, None, None)), in_axes=(0, None, None))
+                )
+            samples = _compiled_constrain[potential](z, *potential_args)
+        else:
+            samples = z
+        self._samples, self._extra = samples, extra
+
+    def get_samples(self, group_by_chain=False):
+        """Draws as a dict: (num_chains * num_samples, ...) or, grouped, (num_chains, num_samples, ...)."""
+        if self._samples is None:
+            raise ValueError("no samples yet: call run() first")
+        if group_by_chain:
+            return self._samples
+        return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), self._samples)
+
+    def get_extra_fields(self, group_by_chain=False):
+        """Per-draw sampler statistics requested through `extra_fields` (diverging, energy... always)."""
+        if self._extra is None:
+            raise ValueError("no extra fields yet: call run() first")
+        if group_by_chain:
+            return self._extra
+        return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), self._extra)
+
+    def _deterministic_sites(self):
+        if self.kernel.model is None:
+            return set()
+        from npr.handlers import seed, trace
+
+        args, kwargs = self._model_args
+        model_trace = trace(seed(self.kernel.model, 0)).get_trace(*args, **kwargs)
+        return {name for name, site in model_trace.items() if site["type"] == "deterministic"}
+
+    def format_summary(self, prob=0.9, exclude_deterministic=True, columns="seed"):
+        samples = self.get_samples(group_by_chain=True)
+        if exclude_deterministic:
+            hidden = self._deterministic_sites()
+            samples = {k: v for k, v in samples.items() if k not in hidden}
+        table = format_summary(jax.tree_util.tree_map(np.asarray, samples), prob=prob, columns=columns)
+        extra = self.get_extra_fields(group_by_chain=True)
+        lines = [table, ""]
+        divergences = int(np.sum(np.asarray(extra["diverging"])))
+        lines.append(f"Number of divergences: {divergences}")
+        if divergences:
+            lines.append(
+                f"Warning: {divergences} of {self.num_chains * self.num_samples} transitions diverged; "
+                "increase target_accept_prob or reparameterise the model."
+            )
+        depth = np.asarray(extra["tree_depth"])
+        saturated = int(np.sum(depth >= self.kernel.settings.max_tree_depth)) if self.kernel.algo == "NUTS" else 0
+        if saturated:
+            lines.append(
+                f"Warning: {saturated} transitions hit the maximum tree depth of "
+                f"{self.kernel.settings.max_tree_depth}; increase max_tree_depth."
+            )
+        bfmi = e_bfmi(np.asarray(extra["energy"]))
+        for chain, value in enumerate(bfmi):
+            if value < 0.3:
+                lines.append(
+                    f"Warning: E-BFMI of chain {chain} is {value:.2f} < 0.3: the posterior may be poorly explored."
+                )
+        return "\n".join(lines)
+
+    def print_summary(self, prob=0.9, exclude_deterministic=True, columns="seed"):
+        """Print the diagnostics table, then divergences, tree-depth saturation and E-BFMI warnings."""
+        print(self.format_summary(prob=prob, exclude_deterministic=exclude_deterministic, columns=columns))

@@ -1,0 +1,58 @@
+"""Kernel objects: they hold settings; the work happens in `npr.infer.hmc`."""
+
+import math
+
+from npr.infer.hmc import KernelSettings, check_settings
+
+
+class NUTS:
+    """No-U-Turn sampler settings for `MCMC` (a model, or a potential over unconstrained dicts).
+
+    Example:
+      >>> NUTS(potential_fn=lambda z: (z["x"] ** 2).sum()).settings.algo
+      'NUTS'
+    """
+
+    algo = "NUTS"
+
+    def __init__(
+        self,
+        model=None,
+        potential_fn=None,
+        step_size=1.0,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        dense_mass=False,
+        target_accept_prob=0.8,
+        max_tree_depth=10,
+        init_strategy="uniform",
+        heuristic_step_size=True,
+        trajectory_length=2 * math.pi,
+    ):
+        if (model is None) == (potential_fn is None):
+            raise ValueError(f"{type(self).__name__} needs exactly one of model or potential_fn")
+        check_settings(0, step_size, target_accept_prob, max_tree_depth, trajectory_length, self.algo)
+        self.model, self.potential_fn = model, potential_fn
+        self.step_size = float(step_size)
+        self.init_strategy = init_strategy
+        self.settings = KernelSettings(
+            algo=self.algo,
+            max_tree_depth=int(max_tree_depth),
+            target_accept_prob=float(target_accept_prob),
+            trajectory_length=float(trajectory_length),
+            adapt_step_size=bool(adapt_step_size),
+            adapt_mass_matrix=bool(adapt_mass_matrix),
+            dense_mass=bool(dense_mass),
+            heuristic_step_size=bool(heuristic_step_size),
+        )
+
+
+class HMC(NUTS):
+    """Static-trajectory HMC settings for `MCMC`: `trajectory_length` / step size leapfrog steps.
+
+    Example:
+      >>> HMC(potential_fn=lambda z: (z["x"] ** 2).sum(), trajectory_length=1.0).settings.trajectory_length
+      1.0
+    """
+
+    algo = "HMC"
