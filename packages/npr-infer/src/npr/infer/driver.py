@@ -121,6 +121,7 @@ class MCMC:
         and deterministic sites).
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from npr.infer import NUTS
       >>> mcmc = MCMC(NUTS(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2)), num_warmup=100, num_samples=100,
       ...             num_chains=2, chain_method="vectorized", progress_bar=False)
       >>> mcmc.run(jax.random.PRNGKey(0), init_params={"x": jnp.zeros((2, 3))})
