@@ -22,7 +22,7 @@ def _batched_map(fn, keys, samples, batch_size):
     pieces = []
     for start in range(0, total, batch_size):
         stop = min(start + batch_size, total)
-        chunk = jax.tree_util.tree_map(lambda x: x[start:stop], samples)
+        chunk = jax.tree_util.tree_map(lambda x, a=start, b=stop: x[a:b], samples)
         pieces.append(jax.vmap(fn)(keys[start:stop], chunk))
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *pieces)
 
