@@ -206,8 +206,9 @@ def param(name, init_value=None, constraint=None, event_dim=None):
       0.5
     """
     if constraint is not None and init_value is not None and _is_concrete(init_value):
-        ok = np.asarray(constraint(jnp.asarray(init_value)))
-        if not np.all(ok):
+        with jax.ensure_compile_time_eval():
+            ok = constraint(jnp.asarray(init_value))
+        if _is_concrete(ok) and not np.all(np.asarray(ok)):
             raise ValueError(
                 f"site '{name}': the initial value of shape {np.shape(init_value)} violates its constraint "
                 f"{constraint!r}"
