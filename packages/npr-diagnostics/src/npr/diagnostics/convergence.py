@@ -46,8 +46,21 @@ def _warn_constant(constant):
         )
 
 
+_CHUNK_VALUES = 400_000  # draws per FFT batch: keeps the complex spectra cache-sized
+
+
 def _geyer_ess(flat):
     """Stan's ESS for flat draws (P, C, N): Geyer's initial positive then monotone sequence."""
+    per_param = max(1, flat.shape[1] * flat.shape[2])
+    step = max(1, _CHUNK_VALUES // per_param)
+    if flat.shape[0] <= step:
+        return _geyer_ess_block(np.ascontiguousarray(flat))
+    return np.concatenate(
+        [_geyer_ess_block(np.ascontiguousarray(flat[i : i + step])) for i in range(0, flat.shape[0], step)]
+    )
+
+
+def _geyer_ess_block(flat):
     num_params, num_chains, num_draws = flat.shape
     mean_acov = _autocovariance(flat, 2).mean(axis=1)  # (P, N)
     chain_mean = flat.mean(axis=2)
@@ -93,17 +106,22 @@ def _rank_average(flat):
     num_params = flat.shape[0]
     values = flat.reshape(num_params, -1)
     n = values.shape[1]
-    order = np.argsort(values, axis=1, kind="stable")
-    sorted_values = np.take_along_axis(values, order, axis=1)
-    index = np.broadcast_to(np.arange(n), values.shape)
-    starts_group = np.ones(values.shape, dtype=bool)
+    order = np.argsort(values, axis=1)  # tie order is irrelevant: ties share their average rank
+    offsets = (np.arange(num_params) * n)[:, None]
+    flat_order = (order + offsets).ravel()
+    sorted_values = values.ravel()[flat_order].reshape(num_params, n)
+    starts_group = np.ones((num_params, n), dtype=bool)
     starts_group[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
-    ends_group = np.ones(values.shape, dtype=bool)
-    ends_group[:, :-1] = starts_group[:, 1:]
-    first = np.maximum.accumulate(np.where(starts_group, index, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends_group, index, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty_like(values)
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    ranks = np.empty(num_params * n)
+    if starts_group.all():
+        ranks[flat_order] = np.tile(np.arange(1.0, n + 1.0), num_params)
+        return ranks.reshape(flat.shape)
+    # Groups of equal values are contiguous in sorted order (and never cross rows): one pass over all.
+    starts = np.flatnonzero(starts_group.ravel())
+    ends = np.append(starts[1:], num_params * n) - 1
+    average = (starts + ends) / 2.0 - (starts // n) * n + 1.0
+    group = np.cumsum(starts_group.ravel()) - 1
+    ranks[flat_order] = average[group]
     return ranks.reshape(flat.shape)
 
 
@@ -237,8 +255,9 @@ def ess_bulk(x):
     return _finish(np.where(constant, float(flat[0].size), ess), trailing)
 
 
-def _quantile_ess(flat, prob):
-    quantiles = np.quantile(flat.reshape(flat.shape[0], -1), prob, axis=1)
+def _quantile_ess(flat, prob, quantiles=None):
+    if quantiles is None:
+        quantiles = np.quantile(flat.reshape(flat.shape[0], -1), prob, axis=1)
     indicator = (flat <= quantiles[:, None, None]).astype(np.float64)
     return _geyer_ess(_split(indicator))
 
@@ -350,8 +369,32 @@ def e_bfmi(energy):
     return np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1, ddof=1)
 
 
-def _summary_statistics(flat):
-    """Every convergence statistic of validated flat draws (P, C, N), sharing splits, ranks and FFT work."""
+def _sorted_quantile(ordered, prob):
+    """Linear-interpolation quantile (NumPy's default) of rows that are already sorted."""
+    position = prob * (ordered.shape[1] - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, ordered.shape[1] - 1)
+    return ordered[:, low] + (position - low) * (ordered[:, high] - ordered[:, low])
+
+
+def _summary_statistics(flat, ordered=None):
+    """Every convergence statistic of validated flat draws (P, C, N), sharing splits, ranks and FFT work.
+
+    `ordered` may hold each component's pooled draws already sorted. Components are processed in
+    blocks small enough to stay in cache.
+    """
+    step = max(1, _CHUNK_VALUES // max(1, flat.shape[1] * flat.shape[2]))
+    if flat.shape[0] <= step:
+        return _summary_block(flat, ordered)
+    blocks = [
+        _summary_block(flat[i : i + step], None if ordered is None else ordered[i : i + step])
+        for i in range(0, flat.shape[0], step)
+    ]
+    return {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+
+
+def _summary_block(flat, ordered=None):
+    flat = np.ascontiguousarray(flat)
     constant = _is_constant(flat)
     within_constant = _constant_within_chains(flat)
     _warn_constant(within_constant)
@@ -363,7 +406,12 @@ def _summary_statistics(flat):
     folded = np.abs(split - np.median(split.reshape(split.shape[0], -1), axis=1)[:, None, None])
     rank = np.maximum(_rhat_core(z), _rhat_core(_z_scale(folded)))
     stats["rank_r_hat"] = np.where(within_constant, stats["r_hat"], rank)
-    tail = np.minimum(_quantile_ess(flat, 0.05), _quantile_ess(flat, 0.95))
+    if ordered is None:
+        ordered = np.sort(values, axis=1)
+    tail = np.minimum(
+        _quantile_ess(flat, 0.05, _sorted_quantile(ordered, 0.05)),
+        _quantile_ess(flat, 0.95, _sorted_quantile(ordered, 0.95)),
+    )
     stats["ess_tail"] = np.where(constant, float(flat[0].size), tail)
     sd = values.std(axis=1, ddof=1)
     stats["mcse_mean"] = sd / np.sqrt(_geyer_ess(split))

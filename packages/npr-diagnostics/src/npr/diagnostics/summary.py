@@ -37,11 +37,11 @@ def _site_statistics(name, draws, prob):
     stats = {
         "mean": pooled.mean(axis=1),
         "sd": pooled.std(axis=1, ddof=1) if pooled.shape[1] > 1 else np.zeros(pooled.shape[0]),
-        "median": np.median(ordered, axis=1),
+        "median": convergence._sorted_quantile(ordered, 0.5),
         "hpdi_low": interval[:, 0],
         "hpdi_high": interval[:, 1],
     }
-    stats.update(convergence._summary_statistics(flat))
+    stats.update(convergence._summary_statistics(flat, ordered))
     return {key: np.asarray(value).reshape(event_shape) for key, value in stats.items()}
 
 
