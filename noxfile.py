@@ -109,7 +109,8 @@ def demo(session):
 
 @nox.session(python=PYTHON)
 def bench(session):
-    """Side-by-side benchmarks against NumPyro (and ArviZ for diagnostics); writes benchmarks/RESULTS.md."""
+    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md."""
     _install_all(session)
-    session.install("numpyro", "arviz")
+    session.install("numpyro", "blackjax", "arviz")
+    session.run("python", "benchmarks/diagnostics_summary.py")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -455,3 +455,45 @@ class Delta(Distribution):
     @property
     def variance(self):
         return jnp.zeros_like(self.v)
+
+
+class ImproperUniform(Distribution):
+    """A flat (improper) density on `support`: log_prob is 0 inside it, -inf outside.
+
+    For Stan's implicit flat priors. `sample` returns points spread over the support (the image of
+    Uniform(-2, 2) in unconstrained space) so that models can be traced and initialised; they are not
+    draws from a distribution, which does not exist.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from npr.distributions import constraints
+      >>> d = ImproperUniform(constraints.ordered_vector, (), (2,))
+      >>> float(d.log_prob(jnp.array([0.0, 1.0]))), float(d.log_prob(jnp.array([1.0, 0.0])))
+      (0.0, -inf)
+    """
+
+    arg_constraints = {}
+    pytree_aux_fields = ("support", "batch_shape_", "event_shape_")
+
+    def __init__(
+        self, support, batch_shape=None, event_shape=None, validate_args=None, batch_shape_=(), event_shape_=()
+    ):
+        self.support = support
+        self.batch_shape_ = tuple(batch_shape if batch_shape is not None else batch_shape_)
+        self.event_shape_ = tuple(event_shape if event_shape is not None else event_shape_)
+        super().__init__(self.batch_shape_, self.event_shape_, validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        from npr.distributions.transforms import biject_to
+
+        transform = biject_to(self.support)
+        shape = transform.inverse_shape(self.shape(sample_shape))
+        return transform(jax.random.uniform(key, shape, minval=-2.0, maxval=2.0))
+
+    @guarded_log_prob
+    def log_prob(self, value):
+        batch = jnp.shape(value)[: jnp.ndim(value) - len(self.event_shape)]
+        return jnp.zeros(batch)
+
+    def expand(self, batch_shape):
+        return ImproperUniform(self.support, tuple(batch_shape), self.event_shape)

@@ -22,7 +22,7 @@ from npr.infer.hmc import (
     sample_step,
     warmup_step,
 )
-from npr.infer.util import ModelPotential, find_initial_params, model_structure
+from npr.infer.util import ModelPotential, find_initial_params, model_structure, split_static_arguments
 
 CHAIN_METHODS = ("sequential", "vectorized", "parallel")
 EXTRA_FIELDS = (
@@ -170,9 +170,11 @@ class MCMC:
             potential = self._potentials.setdefault("potential_fn", _PlainPotential(self.kernel.potential_fn))
             return potential, None, ("potential_fn",), ()
         _, latents, transforms, signature = model_structure(key, self.kernel.model, args, kwargs)
+        dynamic_args, dynamic_kwargs, static = split_static_arguments(args, kwargs)
+        signature = (signature, static)
         if signature not in self._potentials:
-            self._potentials[signature] = ModelPotential(self.kernel.model, transforms)
-        return self._potentials[signature], latents, signature, (args, kwargs)
+            self._potentials[signature] = ModelPotential(self.kernel.model, transforms, static)
+        return self._potentials[signature], latents, signature, (dynamic_args, dynamic_kwargs)
 
     def _method(self):
         if self.chain_method == "parallel":

@@ -227,17 +227,44 @@ class ModelPotential:
     new data of the same shapes.
     """
 
-    def __init__(self, model, transforms):
+    def __init__(self, model, transforms, static=((), ())):
         self.model = model
         self.transforms = transforms
+        self.static = static
         self.value_and_grad = jax.jit(jax.value_and_grad(self.__call__))
         self.constrain = jax.jit(self._constrain)
 
+    def _arguments(self, model_args, model_kwargs):
+        args = list(model_args)
+        for position, value in self.static[0]:
+            args[position] = value
+        return tuple(args), {**(model_kwargs or {}), **dict(self.static[1])}
+
     def __call__(self, params, model_args=(), model_kwargs=None):
-        return potential_energy(self.model, model_args, model_kwargs or {}, self.transforms, params)
+        args, kwargs = self._arguments(model_args, model_kwargs)
+        return potential_energy(self.model, args, kwargs, self.transforms, params)
 
     def _constrain(self, params, model_args=(), model_kwargs=None):
-        return constrain_with_deterministics(self.model, model_args, model_kwargs or {}, self.transforms, params)
+        args, kwargs = self._arguments(model_args, model_kwargs)
+        return constrain_with_deterministics(self.model, args, kwargs, self.transforms, params)
+
+
+def _is_static(value):
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def split_static_arguments(model_args, model_kwargs):
+    """Python scalars and strings (sizes, flags) stay static; arrays become traced inputs.
+
+    Returns (dynamic_args, dynamic_kwargs, static) where static positions hold None in dynamic_args.
+    """
+    dynamic_args = tuple(None if _is_static(a) else a for a in model_args)
+    dynamic_kwargs = {k: v for k, v in model_kwargs.items() if not _is_static(v)}
+    static = (
+        tuple((i, a) for i, a in enumerate(model_args) if _is_static(a)),
+        tuple(sorted((k, v) for k, v in model_kwargs.items() if _is_static(v))),
+    )
+    return dynamic_args, dynamic_kwargs, static
 
 
 def model_structure(rng, model, model_args, model_kwargs):
@@ -267,7 +294,8 @@ def find_initial_params(key, potential, latents, init_strategy, model_args, mode
         value, grads = potential.value_and_grad(params, model_args, model_kwargs)
         if np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
             return params
-    problems = _report_non_finite(potential.model, model_args, model_kwargs, potential.transforms, params, grads)
+    full_args, full_kwargs = potential._arguments(model_args, model_kwargs)
+    problems = _report_non_finite(potential.model, full_args, full_kwargs, potential.transforms, params, grads)
     raise RuntimeError(
         f"cannot find initial parameters with a finite log density and gradient after {tries} attempt(s):\n  "
         + "\n  ".join(problems or ["the potential is not finite, but no single site is to blame"])

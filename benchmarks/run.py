@@ -1,0 +1,236 @@
+"""Side-by-side NUTS benchmarks: npr against NumPyro (and BlackJAX when installed), one process.
+
+Usage: python benchmarks/run.py [--models a,b] [--warmup N] [--samples N] [--chains C] [--out FILE]
+Writes a Markdown table (ratios first) to benchmarks/RESULTS.md by default.
+"""
+
+import argparse
+import pathlib
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from models import MODELS
+
+import npr.distributions as npr_dist
+from npr.diagnostics import ess_bulk
+from npr.handlers import plate as npr_plate
+from npr.handlers import sample as npr_sample
+from npr.infer import MCMC, NUTS, initialize_model
+
+
+def _min_ess(samples, num_chains):
+    values = []
+    for value in samples.values():
+        value = np.asarray(value)
+        value = value.reshape((num_chains, -1) + value.shape[1:])
+        values.append(np.min(np.atleast_1d(ess_bulk(value))))
+    return float(min(values))
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out)
+    return time.perf_counter() - start, out
+
+
+def bench_npr(model, args, warmup, samples, chains):
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=warmup,
+        num_samples=samples,
+        num_chains=chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+
+    def run(seed):
+        mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("num_steps",))
+        return mcmc.get_samples()
+
+    first, _ = _timed(lambda: run(0))
+    second, draws = _timed(lambda: run(1))
+    steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+    mcmc.post_warmup_state = mcmc.last_state  # continue: sampling only, compiled programs reused
+    sampling, _ = _timed(lambda: run(2))
+    return {"first": first, "second": second, "sampling": sampling, "ess": _min_ess(draws, chains), "grads": steps}
+
+
+def bench_numpyro(model, args, warmup, samples, chains):
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC as NMCMC
+    from numpyro.infer import NUTS as NNUTS
+
+    api = (dist, numpyro.sample, numpyro.plate)
+    nmodel = model(api)[0]
+
+    def make(num_samples):
+        return NMCMC(
+            NNUTS(nmodel),
+            num_warmup=warmup,
+            num_samples=num_samples,
+            num_chains=chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        )
+
+    mcmc = make(samples)
+
+    def run(seed, sampler=mcmc):
+        sampler.run(jax.random.PRNGKey(seed), *args, extra_fields=("num_steps",))
+        return sampler.get_samples()
+
+    first, _ = _timed(lambda: run(0))
+    second, draws = _timed(lambda: run(1))
+    steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+    # NumPyro compiles on every run: twice the draws minus the draws isolates the cost of sampling.
+    double = make(2 * samples)
+    longer, _ = _timed(lambda: run(1, double))
+    return {
+        "first": first,
+        "second": second,
+        "sampling": max(longer - second, 1e-9),
+        "ess": _min_ess(draws, chains),
+        "grads": steps,
+    }
+
+
+def bench_blackjax(model, args, warmup, samples, chains):
+    import blackjax
+
+    init_params, potential_fn, _ = initialize_model(jax.random.PRNGKey(0), model, *args)
+    logdensity = lambda z: -potential_fn(z)
+
+    def make(samples):
+        return jax.jit(lambda key: _blackjax_chains(blackjax, logdensity, init_params, key, warmup, samples, chains))
+
+    run, run_double = make(samples), make(2 * samples)
+    first, _ = _timed(lambda: run(jax.random.PRNGKey(0)))
+    second, (positions, steps) = _timed(lambda: run(jax.random.PRNGKey(1)))
+    run_double(jax.random.PRNGKey(0))
+    longer, _ = _timed(lambda: run_double(jax.random.PRNGKey(1)))
+    flat = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in positions.items()}
+    return {
+        "first": first,
+        "second": second,
+        "sampling": max(longer - second, 1e-9),
+        "ess": _min_ess(flat, chains),
+        "grads": int(np.sum(steps)),
+    }
+
+
+def _blackjax_chains(blackjax, logdensity, init_params, key, warmup, samples, chains):
+    if True:
+
+        def one_chain(key):
+            key_warm, key_sample = jax.random.split(key)
+            adaptation = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.8)
+            (state, params), _ = adaptation.run(key_warm, init_params, num_steps=warmup)
+            kernel = blackjax.nuts(logdensity, **params).step
+
+            def step(state, k):
+                state, info = kernel(k, state)
+                return state, (state.position, info.num_integration_steps)
+
+            _, (positions, steps) = jax.lax.scan(step, state, jax.random.split(key_sample, samples))
+            return positions, steps
+
+        return jax.vmap(one_chain)(jax.random.split(key, chains))
+
+
+def gradient_seconds(model, args):
+    """Seconds of one value-and-grad of the potential, from a compiled loop of 2000 evaluations."""
+    init_params, potential_fn, _ = initialize_model(jax.random.PRNGKey(0), model, *args)
+    grad = jax.value_and_grad(potential_fn)
+
+    @jax.jit
+    def loop(params):
+        def body(_, carry):
+            value, g = grad(jax.tree_util.tree_map(lambda p, c: p + 1e-9 * c, params, carry))
+            return g
+
+        return jax.lax.fori_loop(0, 2000, body, params)
+
+    loop(init_params)
+    seconds, _ = _timed(lambda: loop(init_params))
+    return seconds / 2000
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="logistic_seed,eight_schools,correlated_gaussian_100,kidiq_interaction")
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=1)
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "RESULTS.md"))
+    options = parser.parse_args()
+    peers = {"npr": bench_npr, "numpyro": bench_numpyro}
+    try:
+        import blackjax  # noqa: F401
+
+        peers["blackjax"] = bench_blackjax
+    except ImportError:
+        pass
+    rows = []
+    for name in options.models.split(","):
+        build = MODELS[name]
+        model, args = build((npr_dist, npr_sample, npr_plate))
+        args = tuple(jnp.asarray(a) for a in args)
+        t_grad = gradient_seconds(model, args)
+        results = {}
+        for peer, bench in peers.items():
+            target = build if peer == "numpyro" else model
+            results[peer] = bench(target, args, options.warmup, options.samples, options.chains)
+            r = results[peer]
+            print(
+                f"{name:>24} {peer:>9}: first {r['first']:.2f}s second {r['second']:.2f}s "
+                f"sampling {r['sampling']:.3f}s min ESS {r['ess']:.0f} grads {r['grads']}",
+                flush=True,
+            )
+        rows.append((name, t_grad, results))
+    write(rows, options, peers)
+
+
+def write(rows, options, peers):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Command: `python benchmarks/run.py --models {options.models} --warmup {options.warmup} "
+        f"--samples {options.samples} --chains {options.chains}` (run by `nox -s bench`).",
+        f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
+        f"jax {jax.__version__}; float32; chains vectorized; all samplers in one process.",
+        "",
+        "Columns: *first*: the first run in the process, warmup + sampling with compilation (time to "
+        "first draws); *second*: the same run again with another key (npr and BlackJAX reuse their "
+        "compiled programs; NumPyro recompiles); *sampling*: the sampling phase alone, net of "
+        "compilation (npr: a continued run; NumPyro and BlackJAX: a run with twice the draws minus "
+        "*second*); ESS/s: minimum bulk ESS over all parameters / *sampling*; grads: leapfrog steps "
+        "of the sampling phase; overhead: *sampling* / (grads x one compiled value-and-grad).",
+        "",
+        "| model | sampler | first (s) | second (s) | sampling (s) | min bulk ESS | ESS/s | ESS/s vs NumPyro | "
+        "grads/s | ESS per 1000 grads | overhead x |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t_grad, results in rows:
+        base = results["numpyro"]["ess"] / results["numpyro"]["sampling"]
+        for peer in peers:
+            r = results[peer]
+            ess_s = r["ess"] / r["sampling"]
+            lines.append(
+                f"| {name} | {peer} | {r['first']:.2f} | {r['second']:.2f} | {r['sampling']:.3f} | {r['ess']:.0f} | "
+                f"{ess_s:.0f} | {ess_s / base:.2f} | {r['grads'] / r['sampling']:.0f} | "
+                f"{1000 * r['ess'] / r['grads']:.1f} | {r['sampling'] / (r['grads'] * t_grad):.1f} |"
+            )
+    pathlib.Path(options.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
