@@ -72,7 +72,12 @@ def test_negative_control_unadjusted_leapfrog_is_flagged():
                 state = leapfrog(grad, jnp.ones(1), state, 0.6)
             return state.x, key
 
-        draws = fori_collect(NUM_DRAWS, broken_kernel, (init["mu"][None], jax.random.PRNGKey(rep)),
-                             transform=lambda c: c[0][0], progbar=False)
+        draws = fori_collect(
+            NUM_DRAWS,
+            broken_kernel,
+            (init["mu"][None], jax.random.PRNGKey(rep)),
+            transform=lambda c: c[0][0],
+            progbar=False,
+        )
         ranks.append(int(np.sum(np.asarray(draws)[::THIN] < truth)))
     assert ranks_uniformity_pvalue(np.array(ranks), NUM_DRAWS // THIN) < 1e-3

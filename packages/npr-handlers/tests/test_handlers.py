@@ -305,3 +305,17 @@ class TestBadInput:
         copy = {"a": data["a"].copy()}
         h.trace(h.substitute(h.seed(lambda: h.sample("a", Normal(jnp.zeros(1), 1.0)), 0), data)).get_trace()
         assert data.keys() == copy.keys() and np.array_equal(data["a"], copy["a"])
+
+
+def test_replay_reuses_plate_subsample(Normal):
+    data = jnp.arange(50.0)
+
+    def model():
+        with h.plate("data", 50, subsample_size=5):
+            return h.subsample(data, event_dim=0)
+
+    guide_trace = h.trace(h.seed(model, 1)).get_trace()
+    assert guide_trace["data"]["type"] == "plate"
+    replayed = h.seed(h.replay(model, guide_trace), 2)()
+    np.testing.assert_array_equal(replayed, data[guide_trace["data"]["value"]])
+    assert not np.array_equal(h.seed(model, 2)(), replayed)

@@ -76,6 +76,8 @@ class trace(Messenger):
                     f"plate '{name}' is used with size {size[0]} (subsample {size[1]}) after size "
                     f"{self._plate_sizes[name][0]} (subsample {self._plate_sizes[name][1]})"
                 )
+            # Recorded once (with its subsample indices) so that replay can reuse the same mini-batch.
+            self.trace.setdefault(name, msg.copy())
             return
         if name in self.trace:
             raise ValueError(f"site '{name}' appears twice in one run of the model: site names must be unique")
@@ -88,7 +90,7 @@ class trace(Messenger):
 
 
 class replay(Messenger):
-    """Give latent sample sites the values recorded in `guide_trace`.
+    """Give latent sample sites the values recorded in `guide_trace` (and plates its subsamples).
 
     Example:
       >>> import jax
@@ -109,6 +111,10 @@ class replay(Messenger):
             raise ValueError("replay needs a guide_trace to replay")
 
     def process_message(self, msg):
+        if msg["type"] == "plate" and msg["name"] in self.guide_trace:
+            if self.guide_trace[msg["name"]]["type"] == "plate":
+                msg["value"] = self.guide_trace[msg["name"]]["value"]
+            return
         if msg["type"] != "sample" or msg["is_observed"] or msg["name"] not in self.guide_trace:
             return
         site = self.guide_trace[msg["name"]]

@@ -74,6 +74,12 @@ def _default_process(msg):
         return msg["args"][0]
     if msg["type"] == "prng_key":
         return msg["kwargs"].get("rng_key")
+    if msg["type"] == "plate":
+        size, subsample_size = msg["args"]
+        key = msg["kwargs"].get("rng_key")
+        if key is None:
+            raise ValueError(f"plate '{msg['name']}': subsampling needs a PRNG key; run the model under seed(...)")
+        return jax.random.choice(key, size, (subsample_size,), replace=False)
     return msg["value"]
 
 
@@ -333,15 +339,11 @@ class plate(Messenger):
         try:
             if _HANDLER_STACK:
                 msg = apply_stack(msg)
+            elif msg["value"] is None:
+                msg["value"] = _default_process(msg)
         finally:
             _HANDLER_STACK.append(self)
-        indices = msg["value"]
-        if indices is None:
-            key = msg["kwargs"].get("rng_key")
-            if key is None:
-                raise ValueError(f"plate '{self.name}': subsampling needs a PRNG key; run the model under seed(...)")
-            indices = jax.random.choice(key, self.size, (self.subsample_size,), replace=False)
-        return indices
+        return msg["value"]
 
     def process_message(self, msg):
         if msg["type"] != "sample":

@@ -15,6 +15,7 @@ import numpy as np
 from npr.distributions import biject_to, constraints
 from npr.handlers import seed, substitute, trace
 from npr.infer import progress
+from npr.infer.util import merge_static_arguments, split_static_arguments
 
 
 def _param_sites(rng_key, model, guide, args, kwargs):
@@ -32,16 +33,17 @@ def _param_sites(rng_key, model, guide, args, kwargs):
 
 
 def _transforms_and_inits(sites):
+    """Per-site bijections and unconstrained initial values; a param may hold a pytree (network weights)."""
     transforms, unconstrained = {}, {}
     for name, site in sites.items():
         constraint = site["kwargs"].get("constraint") or constraints.real
         transforms[name] = biject_to(constraint)
-        unconstrained[name] = transforms[name].inv(jnp.asarray(site["value"]))
+        unconstrained[name] = jax.tree_util.tree_map(lambda v, t=transforms[name]: t.inv(jnp.asarray(v)), site["value"])
     return transforms, unconstrained
 
 
 def _constrain(transforms, params):
-    return {name: transforms[name](value) for name, value in params.items()}
+    return {name: jax.tree_util.tree_map(transforms[name], value) for name, value in params.items()}
 
 
 class _Optimizer:
@@ -124,7 +126,12 @@ class SVI:
         sites = _param_sites(key_init, self.model, self.guide, args, {**self.static_kwargs, **kwargs})
         self._transforms, unconstrained = _transforms_and_inits(sites)
         if init_params is not None:
-            unconstrained.update({n: self._transforms[n].inv(jnp.asarray(v)) for n, v in init_params.items()})
+            unconstrained.update(
+                {
+                    n: jax.tree_util.tree_map(lambda x, t=self._transforms[n]: t.inv(jnp.asarray(x)), v)
+                    for n, v in init_params.items()
+                }
+            )
         return SVIState(self.optim.init(unconstrained), jnp.array(0), key_run)
 
     def _loss(self, unconstrained, key, args, kwargs):
@@ -200,11 +207,18 @@ class SVI:
         """
         state = init_state if init_state is not None else self.init(rng_key, *args, init_params=init_params, **kwargs)
         structure = tuple(sorted((name, repr(t)) for name, t in self._transforms.items()))
-        key = (int(num_steps), bool(stable_update), bool(progress_bar), structure)
+        dynamic_args, dynamic_kwargs, static = split_static_arguments(args, kwargs)
+        key = (int(num_steps), bool(stable_update), bool(progress_bar), structure, static)
         if key not in self._compiled:
-            self._compiled[key] = jax.jit(lambda st, bar, a, kw: self._run_loop(st, key[0], key[1], key[2], bar, a, kw))
+
+            def loop(st, bar, a, kw, key=key):
+                a, kw = merge_static_arguments(a, kw, key[4])
+                return self._run_loop(st, key[0], key[1], key[2], bar, a, kw)
+
+            self._compiled[key] = jax.jit(loop)
         bar_id = progress.open_bar(int(num_steps), "svi") if progress_bar else -1
-        (state, last_good, failed, failed_at), losses = self._compiled[key](state, bar_id, args, kwargs)
+        compiled = self._compiled[key]
+        (state, last_good, failed, failed_at), losses = compiled(state, bar_id, dynamic_args, dynamic_kwargs)
         if progress_bar:
             jax.block_until_ready(losses)
             progress.close_bar(bar_id)

@@ -235,10 +235,7 @@ class ModelPotential:
         self.constrain = jax.jit(self._constrain)
 
     def _arguments(self, model_args, model_kwargs):
-        args = list(model_args)
-        for position, value in self.static[0]:
-            args[position] = value
-        return tuple(args), {**(model_kwargs or {}), **dict(self.static[1])}
+        return merge_static_arguments(model_args, model_kwargs, self.static)
 
     def __call__(self, params, model_args=(), model_kwargs=None):
         args, kwargs = self._arguments(model_args, model_kwargs)
@@ -300,3 +297,11 @@ def find_initial_params(key, potential, latents, init_strategy, model_args, mode
         f"cannot find initial parameters with a finite log density and gradient after {tries} attempt(s):\n  "
         + "\n  ".join(problems or ["the potential is not finite, but no single site is to blame"])
     )
+
+
+def merge_static_arguments(dynamic_args, dynamic_kwargs, static):
+    """Inverse of `split_static_arguments`."""
+    args = list(dynamic_args)
+    for position, value in static[0]:
+        args[position] = value
+    return tuple(args), {**(dynamic_kwargs or {}), **dict(static[1])}
