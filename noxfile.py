@@ -112,5 +112,19 @@ def bench(session):
     """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md."""
     _install_all(session)
     session.install("numpyro", "blackjax", "arviz")
-    session.run("python", "benchmarks/diagnostics_summary.py")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run(
+        "python",
+        "benchmarks/run.py",
+        "--chains",
+        "4",
+        "--warmup",
+        "500",
+        "--samples",
+        "500",
+        "--models",
+        "eight_schools,logistic_seed",
+        "--append",
+    )
+    session.run("python", "benchmarks/svi_bench.py", "--append", "benchmarks/RESULTS.md")
+    session.run("python", "benchmarks/diagnostics_summary.py", "--append", "benchmarks/RESULTS.md")

@@ -170,6 +170,7 @@ def main():
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "RESULTS.md"))
+    parser.add_argument("--append", action="store_true", help="append a section to --out instead of replacing it")
     options = parser.parse_args()
     peers = {"npr": bench_npr, "numpyro": bench_numpyro}
     try:
@@ -200,7 +201,7 @@ def main():
 
 def write(rows, options, peers):
     lines = [
-        "# Benchmark results",
+        "# Benchmark results" if not options.append else f"\n## NUTS, {options.chains} chains (vectorized)",
         "",
         f"Command: `python benchmarks/run.py --models {options.models} --warmup {options.warmup} "
         f"--samples {options.samples} --chains {options.chains}` (run by `nox -s bench`).",
@@ -228,7 +229,11 @@ def write(rows, options, peers):
                 f"{ess_s:.0f} | {ess_s / base:.2f} | {r['grads'] / r['sampling']:.0f} | "
                 f"{1000 * r['ess'] / r['grads']:.1f} | {r['sampling'] / (r['grads'] * t_grad):.1f} |"
             )
-    pathlib.Path(options.out).write_text("\n".join(lines) + "\n")
+    if options.append:
+        with open(options.out, "a") as handle:
+            handle.write("\n".join(lines) + "\n")
+    else:
+        pathlib.Path(options.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
