@@ -59,7 +59,20 @@ def bench_npr(model, args, warmup, samples, chains):
     steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
     mcmc.post_warmup_state = mcmc.last_state  # continue: sampling only, compiled programs reused
     sampling, _ = _timed(lambda: run(2))
-    return {"first": first, "second": second, "sampling": sampling, "ess": _min_ess(draws, chains), "grads": steps}
+    # Progress bar cost: the same continued sampling with the bar on (its variant compiled first).
+    mcmc.progress_bar = True
+    run(3)
+    with_bar, _ = _timed(lambda: run(4))
+    mcmc.progress_bar = False
+    without_bar, _ = _timed(lambda: run(5))
+    return {
+        "first": first,
+        "second": second,
+        "sampling": sampling,
+        "ess": _min_ess(draws, chains),
+        "grads": steps,
+        "bar_cost": with_bar / without_bar - 1.0,
+    }
 
 
 def bench_numpyro(model, args, warmup, samples, chains):
@@ -171,7 +184,9 @@ def main():
     parser.add_argument("--chains", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "RESULTS.md"))
     parser.add_argument("--append", action="store_true", help="append a section to --out instead of replacing it")
+    parser.add_argument("--chain-method", default="vectorized", choices=["vectorized", "sequential"])
     options = parser.parse_args()
+    CHAIN_METHOD["value"] = options.chain_method
     peers = {"npr": bench_npr, "numpyro": bench_numpyro}
     try:
         import blackjax  # noqa: F401
@@ -197,16 +212,23 @@ def main():
             )
         rows.append((name, t_grad, results))
     write(rows, options, peers)
+    costs = ", ".join(f"{name} {100 * results['npr']['bar_cost']:+.1f}%" for name, _, results in rows)
+    note = f"\nnpr progress bar cost (sampling with the bar on vs off, continued runs): {costs}\n"
+    print(note)
+    with open(options.out, "a") as handle:
+        handle.write(note)
 
 
 def write(rows, options, peers):
     lines = [
-        "# Benchmark results" if not options.append else f"\n## NUTS, {options.chains} chains (vectorized)",
+        "# Benchmark results" if not options.append else f"\n## NUTS, {options.chains} chains ({options.chain_method})",
         "",
         f"Command: `python benchmarks/run.py --models {options.models} --warmup {options.warmup} "
-        f"--samples {options.samples} --chains {options.chains}` (run by `nox -s bench`).",
+        f"--samples {options.samples} --chains {options.chains} --chain-method {options.chain_method}` "
+        "(run by `nox -s bench`).",
         f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
-        f"jax {jax.__version__}; float32; chains vectorized; all samplers in one process.",
+        f"jax {jax.__version__}; float32; npr and NumPyro chains {options.chain_method} (BlackJAX: vmapped); "
+        "all samplers in one process.",
         "",
         "Columns: *first*: the first run in the process, warmup + sampling with compilation (time to "
         "first draws); *second*: the same run again with another key (npr and BlackJAX reuse their "

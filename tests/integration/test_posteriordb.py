@@ -75,6 +75,17 @@ def kidscore_interaction(N, kid_score, mom_hs, mom_iq, **_):
         sample("kid_score", dist.Normal(mean, sigma), obs=kid_score)
 
 
+def gp_pois_regr(N, x, k, **_):
+    rho = sample("rho", dist.Gamma(25.0, 4.0))
+    alpha = sample("alpha", dist.HalfNormal(2.0))
+    f_tilde = sample("f_tilde", dist.Normal(jnp.zeros(N), 1.0).to_event(1))
+    distance = (x[:, None] - x[None, :]) ** 2
+    cov = alpha**2 * jnp.exp(-0.5 * distance / rho**2) + 1e-10 * jnp.eye(N)
+    f = deterministic("f", jnp.linalg.cholesky(cov) @ f_tilde)
+    with plate("N", N):
+        sample("k", dist.Poisson(jnp.exp(f)), obs=k)
+
+
 CASES = [
     pytest.param("eight_schools-eight_schools_noncentered", eight_schools_noncentered, {}, 1000, id="eight_schools"),
     pytest.param("garch-garch11", garch11, {}, 1000, id="garch11"),
@@ -86,6 +97,9 @@ CASES = [
         2000,
         id="kidiq",
         marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "gp_pois_regr-gp_pois_regr", gp_pois_regr, {"x64": True}, 1000, id="gp_pois_regr", marks=pytest.mark.slow
     ),
 ]
 
@@ -100,8 +114,22 @@ def _component(samples, name):
 
 @pytest.mark.parametrize("posterior,model,options,num_samples", CASES)
 def test_matches_reference(posterior, model, options, num_samples):
-    data, reference = load(posterior)
-    args = {k: (jnp.asarray(v, jnp.float32) if isinstance(v, list) else v) for k, v in data.items()}
+    options = dict(options)
+    with jax.enable_x64(options.pop("x64", False)):
+        samples = _run(posterior, model, options, num_samples)
+    _, reference = load(posterior)
+    for name, ref in reference.items():
+        draws = _component(samples, name)
+        ess = float(ess_bulk(draws))
+        error = abs(draws.mean() - ref["mean"]) / (ref["sd"] / np.sqrt(ess))
+        assert error < 5, f"{posterior} {name}: mean {draws.mean():.4f} vs {ref['mean']:.4f} ({error:.1f} MCSE)"
+        assert abs(draws.std() / ref["sd"] - 1) < 0.15 + 3 / np.sqrt(ess), f"{posterior} {name}: sd"
+
+
+def _run(posterior, model, options, num_samples):
+    data, _ = load(posterior)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    args = {k: (jnp.asarray(v, dtype) if isinstance(v, list) else v) for k, v in data.items()}
     mcmc = MCMC(
         NUTS(model, target_accept_prob=0.9, **options),
         num_warmup=1000,
@@ -111,10 +139,4 @@ def test_matches_reference(posterior, model, options, num_samples):
         progress_bar=False,
     )
     mcmc.run(jax.random.PRNGKey(0), **args)
-    samples = mcmc.get_samples(group_by_chain=True)
-    for name, ref in reference.items():
-        draws = _component(samples, name)
-        ess = float(ess_bulk(draws))
-        error = abs(draws.mean() - ref["mean"]) / (ref["sd"] / np.sqrt(ess))
-        assert error < 5, f"{posterior} {name}: mean {draws.mean():.4f} vs {ref['mean']:.4f} ({error:.1f} MCSE)"
-        assert abs(draws.std() / ref["sd"] - 1) < 0.15 + 3 / np.sqrt(ess), f"{posterior} {name}: sd"
+    return jax.tree_util.tree_map(np.asarray, mcmc.get_samples(group_by_chain=True))

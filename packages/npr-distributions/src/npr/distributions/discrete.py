@@ -27,6 +27,16 @@ def _one_of(name, probs, logits):
     return probs is not None
 
 
+def _binary_cross_entropy(logits, successes, trials):
+    """successes * softplus(-l) + (trials - successes) * softplus(l), with one exp and one log1p.
+
+    Both softplus terms share log1p(exp(-|l|)), so every digit of log p and log(1 - p) survives at
+    large |l| at the cost of a single softplus.
+    """
+    shared = jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    return successes * jnp.maximum(-logits, 0.0) + (trials - successes) * jnp.maximum(logits, 0.0) + trials * shared
+
+
 def _log_binomial_coefficient(n, k):
     return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
 
@@ -107,8 +117,7 @@ class BernoulliLogits(BernoulliProbs):
 
     @guarded_log_prob
     def log_prob(self, value):
-        # -softplus(-l) and -softplus(l) keep every digit of log p and log(1 - p) at large |l|.
-        return -value * jax.nn.softplus(-self.logits_) - (1 - value) * jax.nn.softplus(self.logits_)
+        return -_binary_cross_entropy(self.logits_, value, 1.0)
 
 
 def Bernoulli(probs=None, logits=None, validate_args=None):
@@ -199,11 +208,7 @@ class BinomialLogits(BinomialProbs):
     @guarded_log_prob
     def log_prob(self, value):
         n = self.total_count
-        return (
-            _log_binomial_coefficient(n, value)
-            - value * jax.nn.softplus(-self.logits_)
-            - (n - value) * jax.nn.softplus(self.logits_)
-        )
+        return _log_binomial_coefficient(n, value) - _binary_cross_entropy(self.logits_, value, n)
 
 
 def Binomial(total_count=1, probs=None, logits=None, validate_args=None):

@@ -35,6 +35,7 @@ EXTRA_FIELDS = (
     "energy",
     "tree_depth",
     "inverse_mass_matrix",
+    "adapt_state",
 )
 # How often each compiled loop has been traced (compilation happens once per trace): tests read it.
 TRACE_COUNTS = collections.Counter()
