@@ -40,13 +40,16 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
+CHAIN_METHOD = {"value": "vectorized"}
+
+
 def bench_npr(model, args, warmup, samples, chains):
     mcmc = MCMC(
         NUTS(model),
         num_warmup=warmup,
         num_samples=samples,
         num_chains=chains,
-        chain_method="vectorized",
+        chain_method=CHAIN_METHOD["value"],
         progress_bar=False,
     )
 
@@ -90,7 +93,7 @@ def bench_numpyro(model, args, warmup, samples, chains):
             num_warmup=warmup,
             num_samples=num_samples,
             num_chains=chains,
-            chain_method="vectorized",
+            chain_method=CHAIN_METHOD["value"],
             progress_bar=False,
         )
 
