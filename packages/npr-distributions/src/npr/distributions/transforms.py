@@ -381,7 +381,32 @@ def _log_det_jacobian_outer(cholesky, strict):
     return size * math.log(2.0) + jnp.sum(powers * jnp.log(diagonal), axis=-1)
 
 
-class PositiveDefiniteTransform(Transform):
+class _OuterProductTransform(Transform):
+    """A Cholesky-factor transform followed by L -> L L^T."""
+
+    domain = constraints.real_vector
+    _factor = None
+    _unit_rows = False
+
+    def __call__(self, x):
+        cholesky = self._factor(x)
+        return cholesky @ jnp.swapaxes(cholesky, -2, -1)
+
+    def _inverse(self, y):
+        return self._factor.inv(jnp.linalg.cholesky(y))
+
+    def log_abs_det_jacobian(self, x, y):
+        cholesky = self._factor(x)
+        return self._factor.log_abs_det_jacobian(x, cholesky) + _log_det_jacobian_outer(cholesky, self._unit_rows)
+
+    def forward_shape(self, shape):
+        return self._factor.forward_shape(shape)
+
+    def inverse_shape(self, shape):
+        return self._factor.inverse_shape(shape)
+
+
+class PositiveDefiniteTransform(_OuterProductTransform):
     """R^(K(K+1)/2) onto positive definite matrices: a lower Cholesky factor L, then L L^T.
 
     Example:
@@ -389,26 +414,11 @@ class PositiveDefiniteTransform(Transform):
       [[1.0, 0.0], [0.0, 1.0]]
     """
 
-    domain = constraints.real_vector
     codomain = constraints.positive_definite
     _factor = LowerCholeskyTransform()
 
-    def __call__(self, x):
-        cholesky = self._factor(x)
-        return cholesky @ jnp.swapaxes(cholesky, -2, -1)
 
-    def _inverse(self, y):
-        return self._factor.inv(jnp.linalg.cholesky(y))
-
-    def log_abs_det_jacobian(self, x, y):
-        cholesky = self._factor(x)
-        return self._factor.log_abs_det_jacobian(x, cholesky) + _log_det_jacobian_outer(cholesky, strict=False)
-
-    forward_shape = LowerCholeskyTransform.forward_shape
-    inverse_shape = LowerCholeskyTransform.inverse_shape
-
-
-class CorrMatrixCholeskyTransform(Transform):
+class CorrMatrixCholeskyTransform(_OuterProductTransform):
     """R^(K(K-1)/2) onto correlation matrices: a correlation Cholesky factor L, then L L^T.
 
     Example:
@@ -416,23 +426,9 @@ class CorrMatrixCholeskyTransform(Transform):
       [[1.0, 0.0], [0.0, 1.0]]
     """
 
-    domain = constraints.real_vector
     codomain = constraints.corr_matrix
     _factor = CorrCholeskyTransform()
-
-    def __call__(self, x):
-        cholesky = self._factor(x)
-        return cholesky @ jnp.swapaxes(cholesky, -2, -1)
-
-    def _inverse(self, y):
-        return self._factor.inv(jnp.linalg.cholesky(y))
-
-    def log_abs_det_jacobian(self, x, y):
-        cholesky = self._factor(x)
-        return self._factor.log_abs_det_jacobian(x, cholesky) + _log_det_jacobian_outer(cholesky, strict=True)
-
-    forward_shape = CorrCholeskyTransform.forward_shape
-    inverse_shape = CorrCholeskyTransform.inverse_shape
+    _unit_rows = True
 
 
 class IndependentTransform(Transform):

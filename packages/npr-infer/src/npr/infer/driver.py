@@ -227,31 +227,9 @@ class MCMC:
             thinning = self.thinning
         show = bool(self.progress_bar)
         method = self._method()
-        if method == "sequential":
-            results = []
-            for chain in range(self.num_chains):
-                bar_id = progress.open_bar(num_iterations, f"{desc} chain {chain}") if show else -1
-                out = _compiled_loop(
-                    potential,
-                    _tree_index(states, chain),
-                    num_iterations,
-                    thinning,
-                    in_slow,
-                    window_end,
-                    extra_fields,
-                    collect,
-                    bar_id,
-                    show,
-                    potential_args,
-                )
-                if show:
-                    jax.block_until_ready(out)
-                    progress.close_bar(bar_id, out[0], progress.hmc_postfix)
-                results.append(out)
-            return _tree_stack([r[0] for r in results]), _tree_stack([r[1] for r in results]) if collect else None
-        bar_id = progress.open_bar(num_iterations, f"{desc} ({self.num_chains} chains)") if show else -1
-        if method == "vectorized":
-            last, collected = _vectorized_loop(
+
+        def call(loop, states, bar_id):
+            return loop(
                 potential,
                 states,
                 num_iterations,
@@ -264,23 +242,22 @@ class MCMC:
                 show,
                 potential_args,
             )
+
+        if method == "sequential":
+            results = []
+            for chain in range(self.num_chains):
+                bar_id = progress.open_bar(num_iterations, f"{desc} chain {chain}") if show else -1
+                out = call(_compiled_loop, _tree_index(states, chain), bar_id)
+                if show:
+                    jax.block_until_ready(out)
+                    progress.close_bar(bar_id, out[0], progress.hmc_postfix)
+                results.append(out)
+            return _tree_stack([r[0] for r in results]), _tree_stack([r[1] for r in results]) if collect else None
+        bar_id = progress.open_bar(num_iterations, f"{desc} ({self.num_chains} chains)") if show else -1
+        if method == "vectorized":
+            last, collected = call(_vectorized_loop, states, bar_id)
         else:
-            parallel = jax.pmap(
-                lambda s: _loop(
-                    potential,
-                    s,
-                    num_iterations,
-                    thinning,
-                    in_slow,
-                    window_end,
-                    extra_fields,
-                    collect,
-                    bar_id,
-                    show,
-                    potential_args,
-                )
-            )
-            last, collected = parallel(states)
+            last, collected = jax.pmap(lambda s: call(_loop, s, bar_id))(states)
         if show:
             jax.block_until_ready(last)
             progress.close_bar(bar_id, last, progress.hmc_postfix)
@@ -294,12 +271,16 @@ class MCMC:
         return tuple(dict.fromkeys(tuple(extra_fields) + ("diverging", "energy", "tree_depth", "num_steps")))
 
     # ---------------------------------------------------------------- public
+    def _prepare(self, rng_key, args, kwargs, extra_fields):
+        fields = self._check_extra_fields(extra_fields)
+        key_structure, key_chains = jax.random.split(jnp.asarray(key_data(rng_key)))
+        return (fields, key_chains) + self._potential(key_structure, args, kwargs)
+
     def warmup(self, rng_key, *args, extra_fields=(), collect_warmup=False, init_params=None, **kwargs):
         """Run warmup only; its end state becomes `post_warmup_state`, the start of the next `run`."""
-        fields = self._check_extra_fields(extra_fields)
-        key = jnp.asarray(key_data(rng_key))
-        key_structure, key_chains = jax.random.split(key)
-        potential, latents, signature, potential_args = self._potential(key_structure, args, kwargs)
+        fields, key_chains, potential, latents, signature, potential_args = self._prepare(
+            rng_key, args, kwargs, extra_fields
+        )
         states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
         last, collected = self._run_loop(
             potential, states, self.num_warmup, True, fields, collect_warmup, potential_args, "warmup"
@@ -312,10 +293,9 @@ class MCMC:
 
     def run(self, rng_key, *args, extra_fields=(), init_params=None, **kwargs):
         """Warmup (unless continuing from `post_warmup_state`) and `num_samples` draws per chain."""
-        fields = self._check_extra_fields(extra_fields)
-        key = jnp.asarray(key_data(rng_key))
-        key_structure, key_chains = jax.random.split(key)
-        potential, latents, signature, potential_args = self._potential(key_structure, args, kwargs)
+        fields, key_chains, potential, latents, signature, potential_args = self._prepare(
+            rng_key, args, kwargs, extra_fields
+        )
         if self.post_warmup_state is not None:
             states = self.post_warmup_state
             if self._signature is not None and signature != self._signature:
