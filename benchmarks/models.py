@@ -80,7 +80,7 @@ def kidiq_interaction(api):
     iq = np.asarray(d["mom_iq"], np.float32)
 
     def model(kid, hs, iq):
-        beta = sample("beta", dist.Uniform(-1e4 * np.ones(4, np.float32), 1e4 * np.ones(4, np.float32)))
+        beta = sample("beta", dist.ImproperUniform(dist.constraints.real, (4,), ()))  # Stan's flat prior
         sigma = sample("sigma", dist.HalfCauchy(2.5))
         mean = beta[0] + beta[1] * hs + beta[2] * iq + beta[3] * hs * iq
         with plate("n", kid.shape[0]):

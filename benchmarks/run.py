@@ -25,10 +25,13 @@ from npr.infer import MCMC, NUTS, initialize_model
 
 
 def _min_ess(samples, num_chains):
+    """Minimum bulk ESS over all components; a component stuck within a chain counts as ESS 0."""
     values = []
     for value in samples.values():
         value = np.asarray(value)
         value = value.reshape((num_chains, -1) + value.shape[1:])
+        if np.any(np.ptp(value, axis=1) == 0):
+            return 0.0
         values.append(np.min(np.atleast_1d(ess_bulk(value))))
     return float(min(values))
 
