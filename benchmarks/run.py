@@ -241,7 +241,8 @@ def write(rows, options, peers):
         "compiled programs; NumPyro recompiles); *sampling*: the sampling phase alone, net of "
         "compilation (npr: a continued run; NumPyro: (a run with four times the draws minus *second*) / 3; "
         "BlackJAX: a compiled run with twice the draws minus *second*); ESS/s: minimum bulk ESS over all "
-        "parameters / *sampling*; grads: leapfrog steps of the sampling phase; overhead: *sampling* / (grads x one compiled value-and-grad).",
+        "parameters / *sampling*; grads: leapfrog steps of the sampling phase; "
+        "overhead: *sampling* / (grads x one compiled value-and-grad).",
         "",
         "| model | sampler | first (s) | second (s) | sampling (s) | min bulk ESS | ESS/s | ESS/s vs NumPyro | "
         "grads/s | ESS per 1000 grads | overhead x |",
