@@ -79,7 +79,7 @@ def _loop(
         else:
             state = jax.lax.fori_loop(0, thinning, lambda _, s: transition(s, t), state)
         if show_progress:
-            progress.report(bar_id, t, num_iterations, state, progress.hmc_postfix)
+            progress.report(bar_id, t, num_iterations, progress.hmc_progress(state), progress.hmc_postfix)
         if not collect:
             return state, None
         return state, (state.z, {name: getattr(state, name) for name in extra_fields})

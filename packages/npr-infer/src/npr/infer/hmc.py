@@ -174,7 +174,7 @@ def _warmup_loop(potential_fn, state, in_slow, window_end, bar_id, show_progress
     def body(t, state):
         state = warmup_step(potential_fn, state, in_slow[t], window_end[t], t == num_warmup - 1, potential_args)
         if show_progress:
-            progress.report(bar_id, t, num_warmup, state, progress.hmc_postfix)
+            progress.report(bar_id, t, num_warmup, progress.hmc_progress(state), progress.hmc_postfix)
         return state
 
     return jax.lax.fori_loop(0, num_warmup, body, state)

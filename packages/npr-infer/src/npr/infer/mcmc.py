@@ -5,7 +5,7 @@ import jax.numpy as jnp
 
 from npr.diagnostics import print_summary as print_diagnostics
 from npr.infer import progress
-from npr.infer.hmc import hmc
+from npr.infer.hmc import HMCState, hmc
 
 
 def _identity(x):
@@ -16,7 +16,9 @@ def _collect(body_fun, transform, num_samples, show_progress, diagnostics_fn, in
     def step(val, i):
         val = body_fun(val)
         if show_progress:
-            progress.report(bar_id, i, num_samples, val, diagnostics_fn)
+            # An HMC state sends only the three scalars of its postfix to the host.
+            payload = progress.hmc_progress(val) if isinstance(val, HMCState) else val
+            progress.report(bar_id, i, num_samples, payload, diagnostics_fn)
         return val, transform(val)
 
     last, collected = jax.lax.scan(step, init_val, jnp.arange(num_samples))
