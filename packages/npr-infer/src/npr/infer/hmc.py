@@ -44,6 +44,33 @@ class KernelSettings:
     max_delta_energy: float = 1000.0
     max_num_steps: int = 1024
 
+    @classmethod
+    def checked(
+        cls,
+        algo="NUTS",
+        max_tree_depth=10,
+        target_accept_prob=0.8,
+        trajectory_length=2 * math.pi,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        dense_mass=False,
+        heuristic_step_size=True,
+        step_size=1.0,
+        num_warmup=0,
+    ):
+        """Validated settings (clear errors for bad values), coerced to hashable Python scalars."""
+        check_settings(num_warmup, step_size, target_accept_prob, max_tree_depth, trajectory_length, algo)
+        return cls(
+            algo=algo,
+            max_tree_depth=int(max_tree_depth),
+            target_accept_prob=float(target_accept_prob),
+            trajectory_length=float(trajectory_length),
+            adapt_step_size=bool(adapt_step_size),
+            adapt_mass_matrix=bool(adapt_mass_matrix),
+            dense_mass=bool(dense_mass),
+            heuristic_step_size=bool(heuristic_step_size),
+        )
+
 
 jax.tree_util.register_pytree_node(KernelSettings, lambda s: ((), s), lambda s, _: s)
 
@@ -290,17 +317,18 @@ def hmc(potential_fn, kinetic_fn=None, algo="NUTS"):
         rng_key=None,
         inverse_mass_matrix=None,
     ):
-        check_settings(num_warmup, step_size, target_accept_prob, max_tree_depth, trajectory_length, algo)
         rng = rng if rng is not None else rng_key if rng_key is not None else jax.random.PRNGKey(0)
-        settings = KernelSettings(
-            algo=algo,
-            max_tree_depth=int(max_tree_depth),
-            target_accept_prob=float(target_accept_prob),
-            trajectory_length=float(trajectory_length),
-            adapt_step_size=bool(adapt_step_size),
-            adapt_mass_matrix=bool(adapt_mass_matrix),
-            dense_mass=bool(dense_mass),
-            heuristic_step_size=bool(heuristic_step_size),
+        settings = KernelSettings.checked(
+            algo,
+            max_tree_depth,
+            target_accept_prob,
+            trajectory_length,
+            adapt_step_size,
+            adapt_mass_matrix,
+            dense_mass,
+            heuristic_step_size,
+            step_size,
+            num_warmup,
         )
         state = init_state(potential_fn, init_params, rng, settings, step_size, inverse_mass_matrix)
         if heuristic_step_size and adapt_step_size:

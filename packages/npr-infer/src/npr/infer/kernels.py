@@ -2,7 +2,7 @@
 
 import math
 
-from npr.infer.hmc import KernelSettings, check_settings
+from npr.infer.hmc import KernelSettings
 
 
 class NUTS:
@@ -31,20 +31,20 @@ class NUTS:
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError(f"{type(self).__name__} needs exactly one of model or potential_fn")
-        check_settings(0, step_size, target_accept_prob, max_tree_depth, trajectory_length, self.algo)
+        self.settings = KernelSettings.checked(
+            self.algo,
+            max_tree_depth,
+            target_accept_prob,
+            trajectory_length,
+            adapt_step_size,
+            adapt_mass_matrix,
+            dense_mass,
+            heuristic_step_size,
+            step_size,
+        )
         self.model, self.potential_fn = model, potential_fn
         self.step_size = float(step_size)
         self.init_strategy = init_strategy
-        self.settings = KernelSettings(
-            algo=self.algo,
-            max_tree_depth=int(max_tree_depth),
-            target_accept_prob=float(target_accept_prob),
-            trajectory_length=float(trajectory_length),
-            adapt_step_size=bool(adapt_step_size),
-            adapt_mass_matrix=bool(adapt_mass_matrix),
-            dense_mass=bool(dense_mass),
-            heuristic_step_size=bool(heuristic_step_size),
-        )
 
 
 class HMC(NUTS):
