@@ -10,7 +10,7 @@ import pytest
 import npr.distributions as dist
 from npr.handlers import deterministic, plate, sample
 from npr.infer import HMC, MCMC, NUTS
-from npr.infer.driver import TRACE_COUNTS
+from npr.infer.chain import TRACE_COUNTS
 
 
 def regression(x, y=None):
@@ -34,12 +34,12 @@ def make_mcmc(**kwargs):
 def test_compiles_once_across_runs_keys_data_and_continuation():
     mcmc = make_mcmc(chain_method="vectorized")
     mcmc.run(jax.random.PRNGKey(0), X, Y)
-    traced = TRACE_COUNTS["loop"]
+    traced = TRACE_COUNTS["chain"]
     mcmc.run(jax.random.PRNGKey(1), X, Y)  # new key
     mcmc.run(jax.random.PRNGKey(2), X, Y[::-1].copy())  # new data, same shapes
     mcmc.post_warmup_state = mcmc.last_state
     mcmc.run(jax.random.PRNGKey(3), X, Y)  # continued, no warmup
-    assert TRACE_COUNTS["loop"] == traced
+    assert TRACE_COUNTS["chain"] == traced
 
 
 def test_continuation_starts_where_the_last_run_ended():

@@ -190,7 +190,7 @@ def test_warmup_step_is_pure():
     init_kernel, _ = hmc(potential)
     state = init_kernel({"x": jnp.ones(2)}, 0, progbar=False)
     before = jax.tree_util.tree_map(np.asarray, state)
-    warmup_step(potential, state, jnp.array(True), jnp.array(False), jnp.array(False))
+    warmup_step(potential, state, jnp.array(True), jnp.array(True), jnp.array(False), jnp.array(True))
     after = jax.tree_util.tree_map(np.asarray, state)
     jax.tree_util.tree_map(np.testing.assert_array_equal, before, after)
 

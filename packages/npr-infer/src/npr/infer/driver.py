@@ -5,7 +5,6 @@ potential object cached per model and site structure, so repeated runs with new 
 the same shapes, or a continued state reuse the compiled programs.
 """
 
-import collections
 import warnings
 
 import jax
@@ -13,15 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
-from npr.infer import progress
-from npr.infer.adaptation import warmup_schedule
-from npr.infer.hmc import (
-    heuristic_initial_step,
-    init_state,
-    key_data,
-    sample_step,
-    warmup_step,
-)
+from npr.infer.chain import make_schedule, run_chains
+from npr.infer.hmc import key_data, state_at
 from npr.infer.util import ModelPotential, find_initial_params, model_structure, split_static_arguments
 
 CHAIN_METHODS = ("sequential", "vectorized", "parallel")
@@ -37,8 +29,6 @@ EXTRA_FIELDS = (
     "inverse_mass_matrix",
     "adapt_state",
 )
-# How often each compiled loop has been traced (compilation happens once per trace): tests read it.
-TRACE_COUNTS = collections.Counter()
 
 
 class _PlainPotential:
@@ -52,49 +42,6 @@ class _PlainPotential:
         return self.potential_fn(params)
 
 
-def _loop(
-    potential,
-    state,
-    num_iterations,
-    thinning,
-    in_slow,
-    window_end,
-    extra_fields,
-    collect,
-    bar_id,
-    show_progress,
-    potential_args,
-):
-    TRACE_COUNTS["loop"] += 1
-    warm = in_slow is not None
-
-    def transition(state, t):
-        if warm:
-            return warmup_step(potential, state, in_slow[t], window_end[t], t == num_iterations - 1, potential_args)
-        return sample_step(potential, state, potential_args)
-
-    def body(state, t):
-        if thinning == 1:
-            state = transition(state, t)
-        else:
-            state = jax.lax.fori_loop(0, thinning, lambda _, s: transition(s, t), state)
-        if show_progress:
-            progress.report(bar_id, t, num_iterations, progress.hmc_progress(state), progress.hmc_postfix)
-        if not collect:
-            return state, None
-        return state, (state.z, {name: getattr(state, name) for name in extra_fields})
-
-    return jax.lax.scan(body, state, jnp.arange(num_iterations))
-
-
-_compiled_loop = jax.jit(_loop, static_argnums=(0, 2, 3, 6, 7, 9))
-_vectorized_loop = jax.jit(
-    lambda potential, states, n, thin, slow, end, fields, collect, bar, show, args: jax.vmap(
-        lambda s: _loop(potential, s, n, thin, slow, end, fields, collect, bar, show, args)
-    )(states),
-    static_argnums=(0, 2, 3, 6, 7, 9),
-)
-_compiled_init = jax.jit(init_state, static_argnums=(0, 3))
 _compiled_constrain = {}
 
 
@@ -207,61 +154,19 @@ class MCMC:
             key_init, key_state = jax.random.split(chain_key)
             if init_params is not None:
                 params = _tree_index(init_params, chain) if self.num_chains > 1 else init_params
+                value, grad = potential.value_and_grad(params, *potential_args)
             else:
-                params = find_initial_params(key_init, potential, latents, self.kernel.init_strategy, *potential_args)
-            state = _compiled_init(
-                potential, params, key_state, settings, jnp.asarray(self.kernel.step_size), None, potential_args
-            )
-            if settings.heuristic_step_size and settings.adapt_step_size:
-                state = heuristic_initial_step(potential, state, potential_args)
-            states.append(state)
+                params, value, grad = find_initial_params(
+                    key_init, potential, latents, self.kernel.init_strategy, *potential_args
+                )
+            states.append(state_at(params, value, grad, key_state, settings, self.kernel.step_size))
         return _tree_stack(states)
 
     # ---------------------------------------------------------------- loops
-    def _run_loop(self, potential, states, num_iterations, warm, extra_fields, collect, potential_args, desc):
-        if warm:
-            in_slow, window_end = (jnp.asarray(a) for a in warmup_schedule(num_iterations))
-            thinning = 1
-        else:
-            in_slow = window_end = None
-            thinning = self.thinning
-        show = bool(self.progress_bar)
-        method = self._method()
-
-        def call(loop, states, bar_id):
-            return loop(
-                potential,
-                states,
-                num_iterations,
-                thinning,
-                in_slow,
-                window_end,
-                extra_fields,
-                collect,
-                bar_id,
-                show,
-                potential_args,
-            )
-
-        if method == "sequential":
-            results = []
-            for chain in range(self.num_chains):
-                bar_id = progress.open_bar(num_iterations, f"{desc} chain {chain}") if show else -1
-                out = call(_compiled_loop, _tree_index(states, chain), bar_id)
-                if show:
-                    jax.block_until_ready(out)
-                    progress.close_bar(bar_id, out[0], progress.hmc_postfix)
-                results.append(out)
-            return _tree_stack([r[0] for r in results]), _tree_stack([r[1] for r in results]) if collect else None
-        bar_id = progress.open_bar(num_iterations, f"{desc} ({self.num_chains} chains)") if show else -1
-        if method == "vectorized":
-            last, collected = call(_vectorized_loop, states, bar_id)
-        else:
-            last, collected = jax.pmap(lambda s: call(_loop, s, bar_id))(states)
-        if show:
-            jax.block_until_ready(last)
-            progress.close_bar(bar_id, last, progress.hmc_postfix)
-        return last, collected
+    def _run(self, potential, states, schedule, num_kept, fields, potential_args):
+        return run_chains(
+            potential, states, schedule, num_kept, fields, self._method(), self.progress_bar, "", potential_args
+        )
 
     @staticmethod
     def _check_extra_fields(extra_fields):
@@ -282,9 +187,10 @@ class MCMC:
             rng_key, args, kwargs, extra_fields
         )
         states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
-        last, collected = self._run_loop(
-            potential, states, self.num_warmup, True, fields, collect_warmup, potential_args, "warmup"
-        )
+        # Without collected draws this is the program `run` uses, so warmup() then run() compiles once.
+        num_kept = self.num_warmup if collect_warmup else self.num_samples
+        schedule = make_schedule(self.num_warmup, 0, collect_warmup=collect_warmup)
+        last, collected = self._run(potential, states, schedule, num_kept, fields, potential_args)
         self._signature, self._model_args = signature, (args, kwargs)
         self.post_warmup_state = last
         self.last_state = last
@@ -303,15 +209,11 @@ class MCMC:
                     "cannot continue from post_warmup_state: the model's sites or data shapes differ from the "
                     f"run that produced it ({self._signature} != {signature})"
                 )
+            schedule = make_schedule(0, self.num_samples, self.thinning)
         else:
             states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
-            if self.num_warmup > 0:
-                states, _ = self._run_loop(
-                    potential, states, self.num_warmup, True, fields, False, potential_args, "warmup"
-                )
-        last, collected = self._run_loop(
-            potential, states, self.num_samples, False, fields, True, potential_args, "sample"
-        )
+            schedule = make_schedule(self.num_warmup, self.num_samples, self.thinning)
+        last, collected = self._run(potential, states, schedule, self.num_samples, fields, potential_args)
         self._signature, self._model_args = signature, (args, kwargs)
         self.last_state = last
         self._store(potential, collected, potential_args)

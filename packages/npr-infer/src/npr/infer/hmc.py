@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from npr.infer import progress
 from npr.infer.adaptation import (
     AdaptState,
     dual_averaging_update,
@@ -21,7 +20,6 @@ from npr.infer.adaptation import (
     init_adapt_state,
     reset_welford,
     restart_dual_averaging,
-    warmup_schedule,
     welford_estimate,
     welford_update,
 )
@@ -111,7 +109,7 @@ def _flat_potential(potential_fn, unravel, potential_args=()):
     return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y), *potential_args))(x)
 
 
-def _transition(potential_fn, state, step_size, adapt_state, potential_args=()):
+def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), count=None):
     settings = state.settings
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
@@ -137,10 +135,10 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=()):
         info = hmc_transition(
             potential_and_grad, imm, start, energy0, step_size, key_transition, num_steps, settings.max_delta_energy
         )
-    count = state.i + 1
+    count = state.i + 1 if count is None else count
     mean_accept = state.mean_accept_prob + (info.accept_prob - state.mean_accept_prob) / count
     return state._replace(
-        i=count,
+        i=state.i + 1,
         z=unravel(info.state.x),
         z_grad=unravel(info.state.grad),
         potential_energy=info.state.potential_energy,
@@ -152,96 +150,20 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=()):
         tree_depth=info.tree_depth,
         step_size=step_size,
         rng=key,
-    ), potential_and_grad
-
-
-def sample_step(potential_fn, state, potential_args=()):
-    """One transition with the step size and mass matrix held fixed."""
-    new_state, _ = _transition(potential_fn, state, state.adapt_state.step_size, state.adapt_state, potential_args)
-    return new_state
-
-
-def warmup_step(potential_fn, state, in_slow_window, window_end, is_last, potential_args=()):
-    """One transition followed by Stan's adaptation updates (all decisions are traced booleans)."""
-    adapt = state.adapt_state
-    settings = state.settings
-    new_state, potential_and_grad = _transition(potential_fn, state, adapt.step_size, adapt, potential_args)
-    if settings.adapt_step_size:
-        adapt = dual_averaging_update(adapt, new_state.accept_prob, settings.target_accept_prob)
-    if settings.adapt_mass_matrix:
-        x, _ = ravel_pytree(new_state.z)
-        adapt = jax.lax.cond(in_slow_window, lambda a: welford_update(a, x), lambda a: a, adapt)
-
-        def end_window(a):
-            imm = welford_estimate(a)
-            a = reset_welford(a._replace(inverse_mass_matrix=imm, mass_matrix_sqrt=mass_matrix_sqrt(imm)))
-            step_size = a.step_size
-            if settings.heuristic_step_size:
-                grad, _ = ravel_pytree(new_state.z_grad)
-                key = jax.random.fold_in(new_state.rng, 1)
-                step_size = find_reasonable_step_size(
-                    potential_and_grad, imm, a.mass_matrix_sqrt, x, new_state.potential_energy, grad, key, step_size
-                )
-            return restart_dual_averaging(a, step_size) if settings.adapt_step_size else a
-
-        adapt = jax.lax.cond(window_end, end_window, lambda a: a, adapt)
-    if settings.adapt_step_size:
-        final = jnp.exp(adapt.log_step_size_avg)
-        adapt = adapt._replace(
-            step_size=jnp.where(is_last, jnp.where(jnp.isfinite(final), final, adapt.step_size), adapt.step_size)
-        )
-    return new_state._replace(
-        adapt_state=adapt, inverse_mass_matrix=adapt.inverse_mass_matrix, step_size=adapt.step_size
     )
 
 
-def _warmup_loop(potential_fn, state, in_slow, window_end, bar_id, show_progress, potential_args=()):
-    num_warmup = in_slow.shape[0]
+def sample_step(potential_fn, state, potential_args=(), count=None):
+    """One transition with the step size and mass matrix held fixed.
 
-    def body(t, state):
-        state = warmup_step(potential_fn, state, in_slow[t], window_end[t], t == num_warmup - 1, potential_args)
-        if show_progress:
-            progress.report(bar_id, t, num_warmup, progress.hmc_progress(state), progress.hmc_postfix)
-        return state
-
-    return jax.lax.fori_loop(0, num_warmup, body, state)
+    `mean_accept_prob` averages over the last `count` transitions (default: all, `state.i + 1`).
+    """
+    return _transition(potential_fn, state, state.adapt_state.step_size, state.adapt_state, potential_args, count)
 
 
-run_warmup = jax.jit(_warmup_loop, static_argnums=(0, 5))
-
-
-def init_state(
-    potential_fn, init_params, rng_key, settings, step_size=1.0, inverse_mass_matrix=None, potential_args=()
-):
-    """The state at `init_params` (unconstrained), before any warmup."""
-    x, unravel = ravel_pytree(init_params)
-    potential_energy, grad = _flat_potential(potential_fn, unravel, potential_args)(x)
-    dim = x.shape[0]
-    if inverse_mass_matrix is None:
-        inverse_mass_matrix = jnp.eye(dim, dtype=x.dtype) if settings.dense_mass else jnp.ones(dim, dtype=x.dtype)
-    inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype=x.dtype)
-    adapt = init_adapt_state(step_size, inverse_mass_matrix)
-    zero_float = jnp.zeros((), x.dtype)
-    return HMCState(
-        i=jnp.array(0),
-        z=unravel(x),
-        z_grad=unravel(grad),
-        potential_energy=potential_energy,
-        energy=potential_energy,
-        num_steps=jnp.array(0),
-        accept_prob=zero_float,
-        mean_accept_prob=zero_float,
-        diverging=jnp.array(False),
-        tree_depth=jnp.array(0),
-        step_size=adapt.step_size,
-        inverse_mass_matrix=inverse_mass_matrix,
-        adapt_state=adapt,
-        rng=key_data(rng_key),
-        settings=settings,
-    )
-
-
-def _heuristic_initial_step(potential_fn, state, potential_args=()):
+def search_step_size(potential_fn, state, potential_args=()):
+    """Stan's heuristic: a step size whose single leapfrog step is accepted with probability ~0.8,
+    searched at the current point; dual averaging restarts from it."""
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
     adapt = state.adapt_state
@@ -259,7 +181,90 @@ def _heuristic_initial_step(potential_fn, state, potential_args=()):
     return state._replace(adapt_state=adapt, step_size=step_size)
 
 
-heuristic_initial_step = jax.jit(_heuristic_initial_step, static_argnums=0)
+def adapt_step(state, in_slow, window_end, is_last):
+    """Stan's adaptation updates after a warmup transition (all decisions are traced booleans).
+
+    At the end of a slow window the mass matrix is re-estimated; with `heuristic_step_size` the
+    step-size search that follows runs before the next transition (`warmup_step`'s `search_first`).
+    """
+    adapt = state.adapt_state
+    settings = state.settings
+    if settings.adapt_step_size:
+        adapt = dual_averaging_update(adapt, state.accept_prob, settings.target_accept_prob)
+    if settings.adapt_mass_matrix:
+        x, _ = ravel_pytree(state.z)
+        adapt = jax.lax.cond(in_slow, lambda a: welford_update(a, x), lambda a: a, adapt)
+
+        def end_window(a):
+            imm = welford_estimate(a)
+            a = reset_welford(a._replace(inverse_mass_matrix=imm, mass_matrix_sqrt=mass_matrix_sqrt(imm)))
+            if settings.adapt_step_size and not settings.heuristic_step_size:
+                a = restart_dual_averaging(a, a.step_size)
+            return a
+
+        adapt = jax.lax.cond(window_end, end_window, lambda a: a, adapt)
+    if settings.adapt_step_size:
+        final = jnp.exp(adapt.log_step_size_avg)
+        adapt = adapt._replace(
+            step_size=jnp.where(is_last, jnp.where(jnp.isfinite(final), final, adapt.step_size), adapt.step_size)
+        )
+    return state._replace(adapt_state=adapt, inverse_mass_matrix=adapt.inverse_mass_matrix, step_size=adapt.step_size)
+
+
+def searches_step_size(settings):
+    return settings.adapt_step_size and settings.heuristic_step_size
+
+
+def warmup_step(potential_fn, state, in_slow, window_end, is_last, search_first=False, potential_args=(), count=None):
+    """One warmup iteration: an optional step-size search (`search_first`, traced), a transition,
+    then the adaptation updates of `adapt_step`."""
+    if searches_step_size(state.settings):
+        state = jax.lax.cond(
+            search_first, lambda s: search_step_size(potential_fn, s, potential_args), lambda s: s, state
+        )
+    state = sample_step(potential_fn, state, potential_args, count)
+    return adapt_step(state, in_slow, window_end, is_last)
+
+
+def init_state(
+    potential_fn, init_params, rng_key, settings, step_size=1.0, inverse_mass_matrix=None, potential_args=()
+):
+    """The state at `init_params` (unconstrained), before any warmup."""
+    x, unravel = ravel_pytree(init_params)
+    potential_energy, grad = _flat_potential(potential_fn, unravel, potential_args)(x)
+    return state_at(init_params, potential_energy, unravel(grad), rng_key, settings, step_size, inverse_mass_matrix)
+
+
+def state_at(params, potential_energy, grad, rng_key, settings, step_size=1.0, inverse_mass_matrix=None):
+    """The state at unconstrained `params` whose potential energy and gradient are already known."""
+    x, _ = ravel_pytree(params)
+    dim = x.shape[0]
+    as_state_dtype = lambda tree: jax.tree_util.tree_map(lambda v: jnp.asarray(v, x.dtype), tree)
+    if inverse_mass_matrix is None:
+        inverse_mass_matrix = jnp.eye(dim, dtype=x.dtype) if settings.dense_mass else jnp.ones(dim, dtype=x.dtype)
+    inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype=x.dtype)
+    adapt = init_adapt_state(step_size, inverse_mass_matrix)
+    zero_float = jnp.zeros((), x.dtype)
+    return HMCState(
+        i=jnp.array(0),
+        z=as_state_dtype(params),
+        z_grad=as_state_dtype(grad),
+        potential_energy=jnp.asarray(potential_energy, x.dtype),
+        energy=jnp.asarray(potential_energy, x.dtype),
+        num_steps=jnp.array(0),
+        accept_prob=zero_float,
+        mean_accept_prob=zero_float,
+        diverging=jnp.array(False),
+        tree_depth=jnp.array(0),
+        step_size=adapt.step_size,
+        inverse_mass_matrix=inverse_mass_matrix,
+        adapt_state=adapt,
+        rng=key_data(rng_key),
+        settings=settings,
+    )
+
+
+heuristic_initial_step = jax.jit(search_step_size, static_argnums=0)
 
 
 def check_settings(
@@ -331,10 +336,13 @@ def hmc(potential_fn, kinetic_fn=None, algo="NUTS"):
             num_warmup,
         )
         state = init_state(potential_fn, init_params, rng, settings, step_size, inverse_mass_matrix)
-        if heuristic_step_size and adapt_step_size:
-            state = heuristic_initial_step(potential_fn, state)
         if run_warmup and num_warmup > 0:
+            # Imported here: the chain program is built on this module's steps.
+            from npr.infer.chain import warmup
+
             state = warmup(potential_fn, state, num_warmup, progbar=progbar)
+        elif searches_step_size(settings):
+            state = heuristic_initial_step(potential_fn, state)
         return state
 
     def sample_kernel(state):
@@ -344,14 +352,3 @@ def hmc(potential_fn, kinetic_fn=None, algo="NUTS"):
 
 
 compiled_sample_step = jax.jit(sample_step, static_argnums=0)
-
-
-def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):
-    """Run `num_warmup` adaptation steps in one compiled loop, with a progress bar fed from inside it."""
-    in_slow, window_end = warmup_schedule(num_warmup)
-    bar_id = progress.open_bar(num_warmup, desc) if progbar else -1
-    state = run_warmup(potential_fn, state, jnp.asarray(in_slow), jnp.asarray(window_end), bar_id, bool(progbar))
-    if progbar:
-        jax.block_until_ready(state)
-        progress.close_bar(bar_id, state, progress.hmc_postfix)
-    return state

@@ -15,9 +15,11 @@ _BARS = {}
 _IDS = itertools.count()
 
 
-def open_bar(total, desc):
+def open_bar(total, desc, phases=False):
+    """A bar of `total` iterations; with `phases`, its label says "warmup" or "sample" as the loop goes."""
     bar_id = next(_IDS)
-    _BARS[bar_id] = (tqdm(total=total, desc=desc, leave=True), None)
+    label = f"warmup {desc}" if phases else desc
+    _BARS[bar_id] = (tqdm(total=total, desc=label, leave=True), desc if phases else None)
     return bar_id
 
 
@@ -32,11 +34,15 @@ def close_bar(bar_id, state=None, formatter=None):
     bar.close()
 
 
-def _host_update(bar_id, iteration, state, formatter):
+def _host_update(bar_id, iteration, state, formatter, sampling=None):
     entry = _BARS.get(int(np.ravel(bar_id)[0]))
     if entry is None:
         return
-    bar, _ = entry
+    bar, phase_desc = entry
+    if phase_desc is not None and sampling is not None:
+        label = f"{'sample' if np.all(sampling) else 'warmup'} {phase_desc}"
+        if bar.desc != label:
+            bar.set_description_str(label, refresh=False)
     if formatter is not None:
         bar.set_postfix_str(formatter(state), refresh=False)
     # update() redraws at most every `mininterval` seconds: cheap however often it is called.
@@ -57,6 +63,20 @@ def report(bar_id, iteration, total, state, formatter=None, every=None):
         jax.debug.callback(callback, bar_id, iteration, state)
 
     jax.lax.cond((iteration + 1) % every == 0, update, lambda: None)
+
+
+def report_phase(bar_id, iteration, num_warmup, total, every, state):
+    """Inside a compiled warmup-then-sampling loop: update every `every` iterations (traced), with the
+    HMC postfix and the phase in the label."""
+
+    def callback(bar_id, iteration, state, sampling):
+        _host_update(bar_id, iteration, state, hmc_postfix, sampling)
+
+    def update():
+        jax.debug.callback(callback, bar_id, iteration, state, iteration >= num_warmup)
+
+    boundary = (iteration == num_warmup - 1) | (iteration == total - 1)
+    jax.lax.cond(((iteration + 1) % every == 0) | boundary, update, lambda: None)
 
 
 class HMCProgress(NamedTuple):

@@ -279,7 +279,10 @@ def model_structure(rng, model, model_args, model_kwargs):
 
 
 def find_initial_params(key, potential, latents, init_strategy, model_args, model_kwargs, max_tries=100):
-    """Unconstrained initial values where the potential and its gradient are finite (or a RuntimeError)."""
+    """Unconstrained initial values where the potential and its gradient are finite (or a RuntimeError).
+
+    Returns (params, potential_energy, gradient) at those values.
+    """
     if isinstance(init_strategy, dict):
         _check_init_dict(init_strategy, latents, potential.transforms)
     elif init_strategy not in INIT_STRATEGIES:
@@ -290,7 +293,7 @@ def find_initial_params(key, potential, latents, init_strategy, model_args, mode
         params = _initial_values(jax.random.fold_in(key, attempt), latents, potential.transforms, init_strategy)
         value, grads = potential.value_and_grad(params, model_args, model_kwargs)
         if np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
-            return params
+            return params, value, grads
     full_args, full_kwargs = potential._arguments(model_args, model_kwargs)
     problems = _report_non_finite(potential.model, full_args, full_kwargs, potential.transforms, params, grads)
     raise RuntimeError(
