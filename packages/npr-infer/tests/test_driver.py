@@ -115,11 +115,53 @@ def test_samples_extra_fields_and_posterior():
     assert abs(float(samples["slope"].mean()) - ols) < 0.1
 
 
-def test_thinning():
+def test_thinning_keeps_the_last_draw_of_every_block():
     mcmc = make_mcmc(num_samples=50, thinning=3, num_chains=1)
     mcmc.run(jax.random.PRNGKey(0), X, Y)
     assert mcmc.get_samples()["slope"].shape == (50,)
     assert int(mcmc.last_state.i[0]) == 150 + 150
+    every = make_mcmc(num_samples=150, num_chains=1)
+    every.run(jax.random.PRNGKey(0), X, Y)
+    np.testing.assert_array_equal(mcmc.get_samples()["slope"], every.get_samples()["slope"][2::3])
+
+
+def test_one_compiled_program_for_warmup_sampling_and_continuation():
+    def line(x, y=None):  # a model of its own, so no earlier test compiled it
+        slope = sample("slope", dist.Normal(0.0, 5.0))
+        with plate("data", x.shape[0]):
+            sample("y", dist.Normal(slope * x, 1.0), obs=y)
+
+    mcmc = MCMC(
+        NUTS(line), num_warmup=100, num_samples=100, num_chains=2, chain_method="vectorized", progress_bar=False
+    )
+    before = TRACE_COUNTS["chain"]
+    mcmc.run(jax.random.PRNGKey(0), X, Y)
+    assert TRACE_COUNTS["chain"] == before + 1
+    mcmc.warmup(jax.random.PRNGKey(1), X, Y)
+    mcmc.run(jax.random.PRNGKey(2), X, Y)
+    assert TRACE_COUNTS["chain"] == before + 1
+
+
+def test_warmup_then_run_equals_one_run():
+    one, split = make_mcmc(), make_mcmc()
+    one.run(jax.random.PRNGKey(4), X, Y)
+    split.warmup(jax.random.PRNGKey(4), X, Y)
+    split.run(jax.random.PRNGKey(99), X, Y)  # continues from post_warmup_state: its key is unused
+    np.testing.assert_array_equal(one.get_samples()["slope"], split.get_samples()["slope"])
+
+
+def test_mean_accept_prob_is_that_of_the_sampling_phase():
+    mcmc = make_mcmc()
+    mcmc.run(jax.random.PRNGKey(0), X, Y, extra_fields=("accept_prob",))
+    accept = mcmc.get_extra_fields(group_by_chain=True)["accept_prob"]
+    np.testing.assert_allclose(mcmc.last_state.mean_accept_prob, accept.mean(axis=1), rtol=1e-4)
+
+
+def test_progress_bar_names_each_phase(capsys):
+    mcmc = make_mcmc(progress_bar=True, chain_method="vectorized")
+    mcmc.run(jax.random.PRNGKey(0), X, Y)
+    err = capsys.readouterr().err
+    assert "warmup 2 chains" in err and "sample 2 chains" in err and "acc. prob" in err
 
 
 def test_state_pickles_and_resumes():
