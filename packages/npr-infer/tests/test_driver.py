@@ -139,7 +139,12 @@ def test_one_compiled_program_for_warmup_sampling_and_continuation():
     assert TRACE_COUNTS["chain"] == before + 1
     mcmc.warmup(jax.random.PRNGKey(1), X, Y)
     mcmc.run(jax.random.PRNGKey(2), X, Y)
+    draws = mcmc.get_samples()["slope"]
+    mcmc.progress_bar = True  # the bar is fed between calls of the same program
+    mcmc.warmup(jax.random.PRNGKey(1), X, Y)
+    mcmc.run(jax.random.PRNGKey(2), X, Y)
     assert TRACE_COUNTS["chain"] == before + 1
+    np.testing.assert_array_equal(mcmc.get_samples()["slope"], draws)
 
 
 def test_warmup_then_run_equals_one_run():

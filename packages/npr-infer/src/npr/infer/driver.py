@@ -165,7 +165,7 @@ class MCMC:
     # ---------------------------------------------------------------- loops
     def _run(self, potential, states, schedule, num_kept, fields, potential_args):
         return run_chains(
-            potential, states, schedule, num_kept, fields, self._method(), self.progress_bar, "", potential_args
+            potential, states, schedule, num_kept, fields, self._method(), self.progress_bar, potential_args
         )
 
     @staticmethod

@@ -65,18 +65,9 @@ def report(bar_id, iteration, total, state, formatter=None, every=None):
     jax.lax.cond((iteration + 1) % every == 0, update, lambda: None)
 
 
-def report_phase(bar_id, iteration, num_warmup, total, every, state):
-    """Inside a compiled warmup-then-sampling loop: update every `every` iterations (traced), with the
-    HMC postfix and the phase in the label."""
-
-    def callback(bar_id, iteration, state, sampling):
-        _host_update(bar_id, iteration, state, hmc_postfix, sampling)
-
-    def update():
-        jax.debug.callback(callback, bar_id, iteration, state, iteration >= num_warmup)
-
-    boundary = (iteration == num_warmup - 1) | (iteration == total - 1)
-    jax.lax.cond(((iteration + 1) % every == 0) | boundary, update, lambda: None)
+def update_bar(bar_id, iteration, sampling, state):
+    """From the host, between compiled chunks: move bar `bar_id` to `iteration` with the HMC postfix."""
+    _host_update(bar_id, iteration - 1, jax.tree_util.tree_map(np.asarray, state), hmc_postfix, sampling)
 
 
 class HMCProgress(NamedTuple):
