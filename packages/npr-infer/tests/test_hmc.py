@@ -157,6 +157,20 @@ def test_same_key_same_draws_with_and_without_progress_bar():
     np.testing.assert_array_equal(results[0], results[2])
 
 
+def test_fori_collect_bar_shows_the_full_state(capsys):
+    init_kernel, sample_kernel = hmc(lambda z: 0.5 * jnp.sum(z["x"] ** 2))
+    state = init_kernel({"x": jnp.ones(2)}, 50, progbar=False)
+    seen = []
+
+    def postfix(state):
+        seen.append(int(state.i))
+        return f"divergences so far {int(np.sum(state.diverging))}"
+
+    fori_collect(40, sample_kernel, state, lambda s: s.z["x"], progbar=True, diagnostics_fn=postfix)
+    assert seen and seen[-1] == int(state.i) + 40
+    assert "divergences so far" in capsys.readouterr().err
+
+
 def test_hmc_state_fields_and_pytree():
     potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
     init_kernel, sample_kernel = hmc(potential)

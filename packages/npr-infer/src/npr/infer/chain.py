@@ -7,13 +7,10 @@ shape), so one program serves a fresh run, a warmup-only run, a continued run, a
 and the progress bar on or off: the sampler's transition is compiled once per model, kernel
 settings and number of kept draws.
 
-The progress bar is fed between calls that each run a chunk of iterations, sized from measured
-speed to give a few updates a second: a host callback inside the compiled iteration cost about
-0.35 ms per firing (jax 0.10, CPU), 30-60% of a short run's time.
+The progress bar is fed between calls that each run a chunk of iterations (`progress.run_in_chunks`).
 """
 
 import collections
-import time
 from typing import Any, NamedTuple
 
 import jax
@@ -28,8 +25,6 @@ from npr.infer.hmc import adapt_step, sample_step, search_step_size, searches_st
 MAX_WINDOWS = 32
 # How often the chain program has been traced (compilation happens once per trace): tests read it.
 TRACE_COUNTS = collections.Counter()
-# Seconds of sampling between two progress-bar updates.
-UPDATE_SECONDS = 0.25
 
 
 class Schedule(NamedTuple):
@@ -152,20 +147,15 @@ def _tree_index(tree, i):
 
 
 def _in_chunks(program, state, buffer, schedule, bar_id):
-    """Call `program` on successive chunks of the schedule, updating bar `bar_id` after each."""
-    total = int(schedule.num_iterations)
-    start, size = int(schedule.start), max(1, total // 50)
-    while start < int(schedule.stop):
-        stop = min(start + size, int(schedule.stop))
-        began = time.perf_counter()
-        state, buffer = program(state, buffer, schedule._replace(start=np.int32(start), stop=np.int32(stop)))
-        jax.block_until_ready(state)
-        seconds = time.perf_counter() - began
-        progress.update_bar(bar_id, stop, sampling=stop > int(schedule.num_warmup), state=progress.hmc_progress(state))
-        # The first call may include compilation: its estimate is pessimistic, the next one corrects it.
-        size = max(1, int(UPDATE_SECONDS * (stop - start) / max(seconds, 1e-9)))
-        start = stop
-    return state, buffer
+    """Call `program` on successive chunks of the schedule, moving bar `bar_id` after each."""
+
+    def call(start, stop, carry):
+        return program(*carry, schedule._replace(start=np.int32(start), stop=np.int32(stop)))
+
+    def describe(carry, stop):
+        return progress.hmc_progress(carry[0]), progress.hmc_postfix, stop > int(schedule.num_warmup)
+
+    return progress.run_in_chunks(call, (state, buffer), int(schedule.start), int(schedule.stop), bar_id, describe)
 
 
 def run_chains(potential, states, schedule, num_kept, fields, method, progress_bar, potential_args=()):

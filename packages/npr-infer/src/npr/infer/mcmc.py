@@ -5,27 +5,26 @@ import jax.numpy as jnp
 
 from npr.diagnostics import print_summary as print_diagnostics
 from npr.infer import progress
-from npr.infer.hmc import HMCState, hmc
+from npr.infer.hmc import hmc
 
 
 def _identity(x):
     return x
 
 
-def _collect(body_fun, transform, num_samples, show_progress, diagnostics_fn, init_val, bar_id):
-    def step(val, i):
+def _collect(body_fun, transform, val, buffer, start, stop):
+    def step(i, carry):
+        val, buffer = carry
         val = body_fun(val)
-        if show_progress:
-            # An HMC state sends only the three scalars of its postfix to the host.
-            payload = progress.hmc_progress(val) if isinstance(val, HMCState) else val
-            progress.report(bar_id, i, num_samples, payload, diagnostics_fn)
-        return val, transform(val)
+        buffer = jax.tree_util.tree_map(
+            lambda b, x: jax.lax.dynamic_update_index_in_dim(b, x, i, 0), buffer, transform(val)
+        )
+        return val, buffer
 
-    last, collected = jax.lax.scan(step, init_val, jnp.arange(num_samples))
-    return last, collected
+    return jax.lax.fori_loop(start, stop, step, (val, buffer))
 
 
-_compiled_collect = jax.jit(_collect, static_argnums=(0, 1, 2, 3, 4))
+_compiled_collect = jax.jit(_collect, static_argnums=(0, 1))
 
 
 def fori_collect(
@@ -41,8 +40,8 @@ def fori_collect(
 ):
     """Apply `body_fun` `n` times from `init_val`, stacking `transform(val)` along a new leading axis.
 
-    The whole loop is one compiled `lax.scan`; the progress bar is fed from inside it. Compilations
-    are cached per (body_fun, transform, n, progbar, diagnostics_fn) and input shapes.
+    The loop is compiled once per (body_fun, transform) and input shapes, whatever `n`; with a
+    progress bar it runs in chunks of iterations and the bar moves between them.
 
     Args:
       n: number of iterations (>= 1).
@@ -62,12 +61,21 @@ def fori_collect(
     """
     if int(n) < 1:
         raise ValueError(f"fori_collect needs n >= 1 iterations, got {n}")
-    desc = progbar_opts.pop("desc", progbar_desc)
-    bar_id = progress.open_bar(int(n), desc) if progbar else -1
-    last, collected = _compiled_collect(body_fun, transform, int(n), bool(progbar), diagnostics_fn, init_val, bar_id)
+    n = int(n)
+    shapes = jax.eval_shape(lambda val: transform(body_fun(val)), init_val)
+    buffer = jax.tree_util.tree_map(lambda x: jnp.zeros((n,) + x.shape, x.dtype), shapes)
+
+    def call(start, stop, carry):
+        return _compiled_collect(body_fun, transform, *carry, jnp.int32(start), jnp.int32(stop))
+
     if progbar:
-        jax.block_until_ready(last)
+        desc = progbar_opts.pop("desc", progbar_desc)
+        bar_id = progress.open_bar(n, desc)
+        describe = lambda carry, stop: (carry[0] if diagnostics_fn else None, diagnostics_fn, None)
+        last, collected = progress.run_in_chunks(call, (init_val, buffer), 0, n, bar_id, describe)
         progress.close_bar(bar_id, last if diagnostics_fn else None, diagnostics_fn)
+    else:
+        last, collected = call(0, n, (init_val, buffer))
     return (collected, last) if return_last_val else collected
 
 

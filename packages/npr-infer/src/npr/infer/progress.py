@@ -1,16 +1,21 @@
-"""tqdm progress bars fed from inside compiled loops through host callbacks.
+"""tqdm progress bars for compiled loops.
 
-A compiled loop cannot hold a Python object, so bars live in a registry and the loop carries only
-the bar's integer id. Callbacks fire every `every` iterations; a disabled bar adds no callback.
+Bars live in a registry keyed by an integer id. Loops are run in chunks of iterations and the bar
+moves between chunks (`run_in_chunks`): a host callback inside a compiled iteration cost about
+0.35 ms per firing (jax 0.10, CPU), 30-60% of a short run. `report`, a callback every `every`
+iterations, remains for loops that must stay a single call.
 """
 
 import itertools
+import time
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+# Seconds of work between two updates of a bar fed between compiled chunks.
+UPDATE_SECONDS = 0.25
 _BARS = {}
 _IDS = itertools.count()
 
@@ -65,9 +70,24 @@ def report(bar_id, iteration, total, state, formatter=None, every=None):
     jax.lax.cond((iteration + 1) % every == 0, update, lambda: None)
 
 
-def update_bar(bar_id, iteration, sampling, state):
-    """From the host, between compiled chunks: move bar `bar_id` to `iteration` with the HMC postfix."""
-    _host_update(bar_id, iteration - 1, jax.tree_util.tree_map(np.asarray, state), hmc_postfix, sampling)
+def run_in_chunks(call, carry, start, stop, bar_id, describe):
+    """Run iterations `[start, stop)` as `carry = call(a, b, carry)` on successive chunks, moving bar
+    `bar_id` after each; chunks are sized from measured speed to give a few updates a second.
+
+    `describe(carry, b)` returns `(state, formatter, sampling)` for the bar's postfix and label.
+    """
+    size = max(1, (stop - start) // 50)
+    while start < stop:
+        end = min(start + size, stop)
+        began = time.perf_counter()
+        carry = jax.block_until_ready(call(start, end, carry))
+        seconds = time.perf_counter() - began
+        state, formatter, sampling = describe(carry, end)
+        _host_update(bar_id, end - 1, jax.tree_util.tree_map(np.asarray, state), formatter, sampling)
+        # The first call may include compilation: its estimate is pessimistic, the next one corrects it.
+        size = max(1, int(UPDATE_SECONDS * (end - start) / max(seconds, 1e-9)))
+        start = end
+    return carry
 
 
 class HMCProgress(NamedTuple):
