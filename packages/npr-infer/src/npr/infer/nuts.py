@@ -55,21 +55,10 @@ def _trailing_zeros(n):
     return lax.population_count((n & -n) - 1)
 
 
-def _build_subtree(
-    potential_and_grad,
-    inverse_mass_matrix,
-    start,
-    direction,
-    depth,
-    step_size,
-    energy0,
-    key,
-    max_tree_depth,
-    max_delta_energy,
-):
+def init_subtree(start, energy0, key, max_tree_depth):
+    """An empty subtree that will grow from `start` (its first leaf is one step away)."""
     dim = start.x.shape[0]
-    levels = jnp.arange(max_tree_depth + 1)
-    init = _Subtree(
+    return _Subtree(
         end=start,
         proposal=start,
         proposal_energy=energy0,
@@ -83,56 +72,60 @@ def _build_subtree(
         sum_accept_prob=jnp.zeros((), start.x.dtype),
         key=key,
     )
-    num_leaves = 2**depth
 
-    def keep_going(tree):
-        return (tree.leaf < num_leaves) & ~tree.turning & ~tree.diverging
 
-    def add_leaf(tree):
-        key, key_accept = random.split(tree.key)
-        new = leapfrog(potential_and_grad, inverse_mass_matrix, tree.end, direction * step_size)
-        energy = new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r)
-        delta = energy - energy0
-        delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)  # NaN energies diverge like huge ones
-        diverging = delta > max_delta_energy
-        leaf_log_weight = -delta
-        log_weight = jnp.logaddexp(tree.log_weight, leaf_log_weight)
-        take = jnp.log(random.uniform(key_accept, dtype=start.x.dtype)) < leaf_log_weight - log_weight
-        proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, tree.proposal)
-        proposal_energy = jnp.where(take, energy, tree.proposal_energy)
-        rho_before = tree.rho
-        rho = rho_before + new.r
-        # Leaf n starts every aligned block of size 2^k with k <= trailing_zeros(n).
-        n = tree.leaf
-        starts = jnp.where(n == 0, max_tree_depth, _trailing_zeros(jnp.maximum(n, 1)))
-        store = levels <= starts
-        v_right = velocity(inverse_mass_matrix, new.r)
-        # Checkpoints keep velocities M^-1 r: the criterion needs only those at block starts.
-        checkpoint_r = jnp.where(store[:, None], v_right, tree.checkpoint_r)
-        checkpoint_rho = jnp.where(store[:, None], rho_before, tree.checkpoint_rho)
-        # Leaf n ends every aligned block of size 2^k with 1 <= k <= trailing_ones(n).
-        ends = _trailing_zeros(n + 1)
-        check = (levels >= 1) & (levels <= ends)
-        block_rho = rho - checkpoint_rho
-        turned = ~((jnp.sum(checkpoint_r * block_rho, axis=-1) > 0) & (block_rho @ v_right > 0))
-        turning = jnp.any(check & turned)
-        accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
-        return _Subtree(
-            end=new,
-            proposal=proposal,
-            proposal_energy=proposal_energy,
-            log_weight=log_weight,
-            rho=rho,
-            checkpoint_r=checkpoint_r,
-            checkpoint_rho=checkpoint_rho,
-            leaf=n + 1,
-            turning=turning,
-            diverging=diverging,
-            sum_accept_prob=tree.sum_accept_prob + accept_prob,
-            key=key,
-        )
+def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_tree_depth, max_delta_energy):
+    """One leapfrog step of signed size `step` from the subtree's end, and the subtree's bookkeeping:
+    multinomial proposal, checkpoints, U-turns on the sub-blocks the new leaf closes, divergence."""
+    dtype = tree.end.x.dtype
+    levels = jnp.arange(max_tree_depth + 1)
+    key, key_accept = random.split(tree.key)
+    new = leapfrog(potential_and_grad, inverse_mass_matrix, tree.end, step)
+    energy = new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r)
+    delta = energy - energy0
+    delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)  # NaN energies diverge like huge ones
+    diverging = delta > max_delta_energy
+    leaf_log_weight = -delta
+    log_weight = jnp.logaddexp(tree.log_weight, leaf_log_weight)
+    take = jnp.log(random.uniform(key_accept, dtype=dtype)) < leaf_log_weight - log_weight
+    proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, tree.proposal)
+    proposal_energy = jnp.where(take, energy, tree.proposal_energy)
+    rho_before = tree.rho
+    rho = rho_before + new.r
+    # Leaf n starts every aligned block of size 2^k with k <= trailing_zeros(n).
+    n = tree.leaf
+    starts = jnp.where(n == 0, max_tree_depth, _trailing_zeros(jnp.maximum(n, 1)))
+    store = levels <= starts
+    v_right = velocity(inverse_mass_matrix, new.r)
+    # Checkpoints keep velocities M^-1 r: the criterion needs only those at block starts.
+    checkpoint_r = jnp.where(store[:, None], v_right, tree.checkpoint_r)
+    checkpoint_rho = jnp.where(store[:, None], rho_before, tree.checkpoint_rho)
+    # Leaf n ends every aligned block of size 2^k with 1 <= k <= trailing_ones(n).
+    ends = _trailing_zeros(n + 1)
+    check = (levels >= 1) & (levels <= ends)
+    block_rho = rho - checkpoint_rho
+    turned = ~((jnp.sum(checkpoint_r * block_rho, axis=-1) > 0) & (block_rho @ v_right > 0))
+    turning = jnp.any(check & turned)
+    accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
+    return _Subtree(
+        end=new,
+        proposal=proposal,
+        proposal_energy=proposal_energy,
+        log_weight=log_weight,
+        rho=rho,
+        checkpoint_r=checkpoint_r,
+        checkpoint_rho=checkpoint_rho,
+        leaf=n + 1,
+        turning=turning,
+        diverging=diverging,
+        sum_accept_prob=tree.sum_accept_prob + accept_prob,
+        key=key,
+    )
 
-    return lax.while_loop(keep_going, add_leaf, init)
+
+def subtree_done(tree, depth):
+    """A subtree of a trajectory at `depth` is complete at 2^depth leaves, or stops at a U-turn or divergence."""
+    return (tree.leaf >= 2**depth) | tree.turning | tree.diverging
 
 
 class _Trajectory(NamedTuple):
@@ -148,6 +141,87 @@ class _Trajectory(NamedTuple):
     turning: jax.Array
     diverging: jax.Array
     key: jax.Array
+
+
+def init_trajectory(start, energy0, key):
+    """The trajectory of a single point: `start` with its momentum already drawn."""
+    return _Trajectory(
+        left=start,
+        right=start,
+        proposal=start,
+        proposal_energy=energy0,
+        log_weight=jnp.zeros((), start.x.dtype),
+        rho=start.r,
+        depth=jnp.array(0),
+        num_steps=jnp.array(0),
+        sum_accept_prob=jnp.zeros((), start.x.dtype),
+        turning=jnp.array(False),
+        diverging=jnp.array(False),
+        key=key,
+    )
+
+
+class Doubling(NamedTuple):
+    """What a doubling needs besides its subtree: its direction and the key of the merge."""
+
+    forward: jax.Array
+    direction: jax.Array
+    key_merge: jax.Array
+
+
+def start_doubling(traj, energy0, max_tree_depth):
+    """Choose the direction of the next doubling; return the trajectory (key advanced), the doubling
+    and the empty subtree that grows from the trajectory's edge in that direction."""
+    key, key_direction, key_subtree, key_merge = random.split(traj.key, 4)
+    forward = random.bernoulli(key_direction)
+    direction = jnp.where(forward, 1.0, -1.0).astype(traj.left.x.dtype)
+    edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
+    subtree = init_subtree(edge, energy0, key_subtree, max_tree_depth)
+    return traj._replace(key=key), Doubling(forward, direction, key_merge), subtree
+
+
+def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
+    """Join a finished subtree to the trajectory (biased progressive sampling between them)."""
+    forward = doubling.forward
+    valid = ~subtree.turning & ~subtree.diverging
+    left = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, subtree.end)
+    right = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), subtree.end, traj.right)
+    dtype = traj.left.x.dtype
+    log_u = jnp.log(random.uniform(doubling.key_merge, dtype=dtype))
+    take = valid & (log_u < subtree.log_weight - traj.log_weight)
+    proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
+    rho = traj.rho + subtree.rho
+    turning = jnp.where(valid, _is_turning(inverse_mass_matrix, left.r, right.r, rho), subtree.turning)
+    return _Trajectory(
+        left=left,
+        right=right,
+        proposal=proposal,
+        proposal_energy=jnp.where(take, subtree.proposal_energy, traj.proposal_energy),
+        log_weight=jnp.where(valid, jnp.logaddexp(traj.log_weight, subtree.log_weight), traj.log_weight),
+        rho=rho,
+        depth=traj.depth + 1,
+        num_steps=traj.num_steps + subtree.leaf,
+        sum_accept_prob=traj.sum_accept_prob + subtree.sum_accept_prob,
+        turning=turning,
+        diverging=subtree.diverging,
+        key=traj.key,
+    )
+
+
+def trajectory_done(traj, max_tree_depth):
+    return (traj.depth >= max_tree_depth) | traj.turning | traj.diverging
+
+
+def transition_info(traj):
+    """The chosen state and the statistics of a finished trajectory."""
+    return TransitionInfo(
+        state=traj.proposal,
+        energy=traj.proposal_energy,
+        num_steps=traj.num_steps,
+        accept_prob=traj.sum_accept_prob / jnp.maximum(traj.num_steps, 1),
+        diverging=traj.diverging,
+        tree_depth=traj.depth,
+    )
 
 
 def nuts_transition(
@@ -167,72 +241,28 @@ def nuts_transition(
     Returns:
       TransitionInfo with the chosen state and the transition's statistics.
     """
-    init = _Trajectory(
-        left=start,
-        right=start,
-        proposal=start,
-        proposal_energy=energy0,
-        log_weight=jnp.zeros((), start.x.dtype),
-        rho=start.r,
-        depth=jnp.array(0),
-        num_steps=jnp.array(0),
-        sum_accept_prob=jnp.zeros((), start.x.dtype),
-        turning=jnp.array(False),
-        diverging=jnp.array(False),
-        key=key,
-    )
-
-    def keep_going(traj):
-        return (traj.depth < max_tree_depth) & ~traj.turning & ~traj.diverging
 
     def double(traj):
-        key, key_direction, key_subtree, key_merge = random.split(traj.key, 4)
-        forward = random.bernoulli(key_direction)
-        direction = jnp.where(forward, 1.0, -1.0).astype(start.x.dtype)
-        edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
-        subtree = _build_subtree(
-            potential_and_grad,
-            inverse_mass_matrix,
-            edge,
-            direction,
-            traj.depth,
-            step_size,
-            energy0,
-            key_subtree,
-            max_tree_depth,
-            max_delta_energy,
+        traj, doubling, subtree = start_doubling(traj, energy0, max_tree_depth)
+        subtree = lax.while_loop(
+            lambda tree: ~subtree_done(tree, traj.depth),
+            lambda tree: add_leaf(
+                potential_and_grad,
+                inverse_mass_matrix,
+                tree,
+                doubling.direction * step_size,
+                energy0,
+                max_tree_depth,
+                max_delta_energy,
+            ),
+            subtree,
         )
-        valid = ~subtree.turning & ~subtree.diverging
-        left = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, subtree.end)
-        right = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), subtree.end, traj.right)
-        take = valid & (jnp.log(random.uniform(key_merge, dtype=start.x.dtype)) < subtree.log_weight - traj.log_weight)
-        proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
-        rho = traj.rho + subtree.rho
-        turning = jnp.where(valid, _is_turning(inverse_mass_matrix, left.r, right.r, rho), subtree.turning)
-        return _Trajectory(
-            left=left,
-            right=right,
-            proposal=proposal,
-            proposal_energy=jnp.where(take, subtree.proposal_energy, traj.proposal_energy),
-            log_weight=jnp.where(valid, jnp.logaddexp(traj.log_weight, subtree.log_weight), traj.log_weight),
-            rho=rho,
-            depth=traj.depth + 1,
-            num_steps=traj.num_steps + subtree.leaf,
-            sum_accept_prob=traj.sum_accept_prob + subtree.sum_accept_prob,
-            turning=turning,
-            diverging=subtree.diverging,
-            key=key,
-        )
+        return merge_subtree(traj, doubling, subtree, inverse_mass_matrix)
 
-    traj = lax.while_loop(keep_going, double, init)
-    return TransitionInfo(
-        state=traj.proposal,
-        energy=traj.proposal_energy,
-        num_steps=traj.num_steps,
-        accept_prob=traj.sum_accept_prob / jnp.maximum(traj.num_steps, 1),
-        diverging=traj.diverging,
-        tree_depth=traj.depth,
+    traj = lax.while_loop(
+        lambda traj: ~trajectory_done(traj, max_tree_depth), double, init_trajectory(start, energy0, key)
     )
+    return transition_info(traj)
 
 
 def hmc_transition(
