@@ -95,6 +95,31 @@ def test_sequential_and_vectorized_chains_agree():
     assert abs(means["sequential"].mean() - means["vectorized"].mean()) < 5 * se
 
 
+def test_vectorized_chains_of_different_lengths_match_sequential():
+    # Vectorized NUTS chains move on independently (npr.infer.machine): chains whose trajectories
+    # differ in length must still give the sequential chains' draws, kept draws and statistics.
+    scales = jnp.array([0.05, 1.0, 20.0])
+    kernel = NUTS(
+        potential_fn=lambda z: 0.5 * jnp.sum((z["x"] / scales) ** 2),
+        step_size=0.04,
+        adapt_step_size=False,
+        adapt_mass_matrix=False,
+    )
+    init = {"x": jnp.array([[0.0, 0.0, 0.0], [0.1, 3.0, 80.0], [0.0, -1.0, -40.0]])}
+    out = {}
+    for method in ("sequential", "vectorized"):
+        mcmc = MCMC(
+            kernel, num_warmup=0, num_samples=30, num_chains=3, thinning=2, chain_method=method, progress_bar=False
+        )
+        mcmc.run(jax.random.PRNGKey(0), init_params=init, extra_fields=("num_steps", "accept_prob"))
+        out[method] = mcmc.get_samples(group_by_chain=True)["x"], mcmc.get_extra_fields(group_by_chain=True)
+    (x_seq, extra_seq), (x_vec, extra_vec) = out["sequential"], out["vectorized"]
+    assert len(set(np.asarray(extra_seq["num_steps"]).sum(axis=1).tolist())) == 3  # unequal chain lengths
+    np.testing.assert_array_equal(extra_seq["num_steps"], extra_vec["num_steps"])
+    np.testing.assert_allclose(x_seq, x_vec, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(extra_seq["accept_prob"], extra_vec["accept_prob"], atol=1e-4)
+
+
 def test_same_key_same_draws():
     a, b = make_mcmc(), make_mcmc()
     a.run(jax.random.PRNGKey(7), X, Y)

@@ -20,6 +20,7 @@ import numpy as np
 from npr.infer import progress
 from npr.infer.adaptation import warmup_schedule
 from npr.infer.hmc import adapt_step, sample_step, search_step_size, searches_step_size
+from npr.infer.machine import machine_program
 
 # Adaptation windows double in length, so 32 window ends cover any warmup that fits in memory.
 MAX_WINDOWS = 32
@@ -138,6 +139,15 @@ _vectorized = jax.jit(
 )
 
 
+def _asynchronous_program(potential, states, buffers, schedule, fields, potential_args):
+    TRACE_COUNTS["chain"] += 1
+    return machine_program(potential, states, buffers, schedule, fields, potential_args)
+
+
+# Vectorized NUTS chains that each move on as soon as their own trajectory ends (npr.infer.machine).
+_asynchronous = jax.jit(_asynchronous_program, static_argnums=(0, 4))
+
+
 def _tree_stack(trees):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -187,7 +197,9 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         last = _tree_stack([r[0] for r in results])
         return last, (_tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":
-        program = lambda s, b, sched: _vectorized(potential, s, b, sched, fields, potential_args)
+        lockstep = states.settings.algo != "NUTS" or num_chains == 1
+        vectorized = _vectorized if lockstep else _asynchronous
+        program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
     else:
         program = jax.pmap(
             lambda s, b, sched: chain_program(potential, s, b, sched, fields, potential_args),
