@@ -86,6 +86,19 @@ def gp_pois_regr(N, x, k, **_):
         sample("k", dist.Poisson(jnp.exp(f)), obs=k)
 
 
+def diamonds(N, Y, K, X, prior_only):
+    # brms: predictors centred, the intercept is that of the centred design.
+    predictors = X[:, 1:]
+    centred = predictors - predictors.mean(axis=0)
+    b = sample("b", dist.Normal(0.0, 1.0).expand((K - 1,)).to_event(1))
+    intercept = sample("Intercept", dist.StudentT(3.0, 8.0, 10.0))
+    sigma = sample("sigma", dist.ImproperUniform(constraints.positive))
+    factor("sigma_prior", dist.StudentT(3.0, 0.0, 10.0).log_prob(sigma))  # half-t: truncation is a constant
+    if not prior_only:
+        with plate("N", N):
+            sample("Y", dist.Normal(intercept + centred @ b, sigma), obs=Y)
+
+
 CASES = [
     pytest.param("eight_schools-eight_schools_noncentered", eight_schools_noncentered, {}, 1000, id="eight_schools"),
     pytest.param("garch-garch11", garch11, {}, 1000, id="garch11"),
@@ -97,6 +110,9 @@ CASES = [
         2000,
         id="kidiq",
         marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "diamonds-diamonds", diamonds, {"dense_mass": True}, 1000, id="diamonds", marks=pytest.mark.slow
     ),
     pytest.param(
         "gp_pois_regr-gp_pois_regr", gp_pois_regr, {"x64": True}, 1000, id="gp_pois_regr", marks=pytest.mark.slow
