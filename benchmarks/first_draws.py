@@ -33,13 +33,13 @@ def child(sampler, name, warmup, samples, chains):
         import numpyro.distributions as dist
         from numpyro.infer import MCMC, NUTS
 
-        model, args = MODELS[name]((dist, numpyro.sample, numpyro.plate))
+        model, args = MODELS[name]((dist, numpyro.sample, numpyro.plate, numpyro.factor))
     else:
         import npr.distributions as dist
-        from npr.handlers import plate, sample
+        from npr.handlers import factor, plate, sample
         from npr.infer import MCMC, NUTS, initialize_model
 
-        model, args = MODELS[name]((dist, sample, plate))
+        model, args = MODELS[name]((dist, sample, plate, factor))
     args = jax.block_until_ready(tuple(jnp.asarray(a) for a in args))
     start = time.perf_counter()
     if sampler == "blackjax":

@@ -19,6 +19,7 @@ from models import MODELS
 
 import npr.distributions as npr_dist
 from npr.diagnostics import ess_bulk
+from npr.handlers import factor as npr_factor
 from npr.handlers import plate as npr_plate
 from npr.handlers import sample as npr_sample
 from npr.infer import MCMC, NUTS, initialize_model
@@ -87,7 +88,7 @@ def bench_numpyro(model, args, warmup, samples, chains):
     from numpyro.infer import MCMC as NMCMC
     from numpyro.infer import NUTS as NNUTS
 
-    api = (dist, numpyro.sample, numpyro.plate)
+    api = (dist, numpyro.sample, numpyro.plate, numpyro.factor)
     nmodel = model(api)[0]
 
     def make(num_samples):
@@ -203,7 +204,7 @@ def main():
     rows = []
     for name in options.models.split(","):
         build = MODELS[name]
-        model, args = build((npr_dist, npr_sample, npr_plate))
+        model, args = build((npr_dist, npr_sample, npr_plate, npr_factor))
         args = tuple(jnp.asarray(a) for a in args)
         t_grad = gradient_seconds(model, args)
         results = {}

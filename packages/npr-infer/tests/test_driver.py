@@ -255,10 +255,11 @@ def test_parallel_uses_one_device_per_chain():
         "import npr.distributions as dist; from npr.handlers import sample; from npr.infer import MCMC, NUTS;"
         "m = MCMC(NUTS(lambda: sample('x', dist.Normal(0.0, 1.0))), num_warmup=50, num_samples=50, num_chains=2,"
         " chain_method='parallel', progress_bar=False); m.run(jax.random.PRNGKey(0));"
-        "print(jax.local_device_count(), m.get_samples(group_by_chain=True)['x'].shape)"
+        "from npr.infer.chain import TRACE_COUNTS; traced = TRACE_COUNTS['chain']; m.run(jax.random.PRNGKey(1));"
+        "print(jax.local_device_count(), m.get_samples(group_by_chain=True)['x'].shape, TRACE_COUNTS['chain'] - traced)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["2", "(2,", "50)"]
+    assert out.stdout.split() == ["2", "(2,", "50)", "0"]  # the second run compiles nothing
 
 
 class TestBadInput:

@@ -148,6 +148,19 @@ def _asynchronous_program(potential, states, buffers, schedule, fields, potentia
 _asynchronous = jax.jit(_asynchronous_program, static_argnums=(0, 4))
 
 
+_PARALLEL = {}
+
+
+def _parallel_program(potential, fields):
+    """One device per chain; cached so that later runs reuse the compiled program."""
+    if (potential, fields) not in _PARALLEL:
+        _PARALLEL[potential, fields] = jax.pmap(
+            lambda s, b, schedule, args: chain_program(potential, s, b, schedule, fields, args),
+            in_axes=(0, 0, None, None),
+        )
+    return _PARALLEL[potential, fields]
+
+
 def _tree_stack(trees):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -201,10 +214,8 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         vectorized = _vectorized if lockstep else _asynchronous
         program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
     else:
-        program = jax.pmap(
-            lambda s, b, sched: chain_program(potential, s, b, sched, fields, potential_args),
-            in_axes=(0, 0, None),
-        )
+        parallel = _parallel_program(potential, fields)
+        program = lambda s, b, sched: parallel(s, b, sched, potential_args)
     return run(program, states, empty_buffer(states, num_kept, fields, num_chains), f"{num_chains} chains")
 
 
