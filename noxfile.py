@@ -107,24 +107,36 @@ def demo(session):
     session.run("python", "examples/logistic_regression.py", *session.posargs)
 
 
+SMALL_MODELS = (
+    "logistic_seed,eight_schools,correlated_gaussian_100,kidiq_interaction,garch11,low_dim_gauss_mix,arma11,kilpisjarvi"
+)
+CHAIN_MODELS = "eight_schools,logistic_seed,kidiq_interaction,garch11,low_dim_gauss_mix"
+
+
 @nox.session(python=PYTHON)
 def bench(session):
-    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md."""
+    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md (~35 min)."""
     _install_all(session)
     session.install("numpyro", "blackjax", "arviz")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    run = ("python", "benchmarks/run.py")
+    session.run(*run, "--models", SMALL_MODELS, *session.posargs)
+    for method in ("vectorized", "sequential"):
+        chains = ("--chains", "4", "--warmup", "500", "--samples", "500", "--chain-method", method)
+        session.run(*run, "--models", CHAIN_MODELS, *chains, "--append")
+    # Large models: fewer iterations (a leapfrog step costs milliseconds).
+    session.run(*run, "--models", "covtype_synthetic,diamonds", "--warmup", "200", "--samples", "200", "--append")
+    first = ("python", "benchmarks/first_draws.py")
+    session.run(*first, "--models", "logistic_seed,eight_schools,kidiq_interaction,garch11,low_dim_gauss_mix")
     session.run(
-        "python",
-        "benchmarks/run.py",
+        *first,
+        "--models",
+        "eight_schools,logistic_seed,kidiq_interaction",
         "--chains",
         "4",
         "--warmup",
         "500",
         "--samples",
         "500",
-        "--models",
-        "eight_schools,logistic_seed",
-        "--append",
     )
     session.run("python", "benchmarks/svi_bench.py", "--append", "benchmarks/RESULTS.md")
     session.run("python", "benchmarks/diagnostics_summary.py", "--append", "benchmarks/RESULTS.md")
