@@ -249,3 +249,14 @@ def test_no_warnings_in_a_clean_run():
         SVI(normal_model, normal_guide, optax.adam(0.05), Trace_ELBO()).run(
             jax.random.PRNGKey(0), 10, DATA, progress_bar=False
         )
+
+
+def test_progress_bar_changes_nothing_but_the_display(capsys):
+    svi_obj = SVI(normal_model, normal_guide, optax.adam(0.05), Trace_ELBO())
+    quiet = svi_obj.run(jax.random.PRNGKey(0), 300, DATA, progress_bar=False)
+    programs = len(svi_obj._compiled)
+    shown = svi_obj.run(jax.random.PRNGKey(0), 300, DATA, progress_bar=True)
+    assert len(svi_obj._compiled) == programs  # the bar moves between calls of the same program
+    np.testing.assert_array_equal(quiet.losses, shown.losses)
+    np.testing.assert_array_equal(quiet.params["loc"], shown.params["loc"])
+    assert "loss" in capsys.readouterr().err

@@ -196,7 +196,7 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
     def run(program, state, buffer, label):
         if not show:
             return program(state, buffer, Schedule(*(jnp.asarray(x) for x in schedule)))
-        bar_id = progress.open_bar(total, label, phases=True)
+        bar_id = progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
         out = _in_chunks(program, state, buffer, schedule, bar_id)
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
         return out
@@ -216,7 +216,8 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
     else:
         parallel = _parallel_program(potential, fields)
         program = lambda s, b, sched: parallel(s, b, sched, potential_args)
-    return run(program, states, empty_buffer(states, num_kept, fields, num_chains), f"{num_chains} chains")
+    label = f"{num_chains} chain{'s' if num_chains > 1 else ''}"
+    return run(program, states, empty_buffer(states, num_kept, fields, num_chains), label)
 
 
 def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):

@@ -104,7 +104,7 @@ def key_data(key):
     return key
 
 
-def _flat_potential(potential_fn, unravel, potential_args=()):
+def flat_potential(potential_fn, unravel, potential_args=()):
     """Flat x -> (potential, gradient); `potential_args` are traced extra inputs (model data)."""
     return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y), *potential_args))(x)
 
@@ -113,7 +113,7 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
     settings = state.settings
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
-    potential_and_grad = _flat_potential(potential_fn, unravel, potential_args)
+    potential_and_grad = flat_potential(potential_fn, unravel, potential_args)
     key, key_momentum, key_transition = jax.random.split(state.rng, 3)
     imm = adapt_state.inverse_mass_matrix
     r = draw_momentum(key_momentum, adapt_state.mass_matrix_sqrt, x)
@@ -168,7 +168,7 @@ def search_step_size(potential_fn, state, potential_args=()):
     grad, _ = ravel_pytree(state.z_grad)
     adapt = state.adapt_state
     step_size = find_reasonable_step_size(
-        _flat_potential(potential_fn, unravel, potential_args),
+        flat_potential(potential_fn, unravel, potential_args),
         adapt.inverse_mass_matrix,
         adapt.mass_matrix_sqrt,
         x,
@@ -231,7 +231,7 @@ def init_state(
 ):
     """The state at `init_params` (unconstrained), before any warmup."""
     x, unravel = ravel_pytree(init_params)
-    potential_energy, grad = _flat_potential(potential_fn, unravel, potential_args)(x)
+    potential_energy, grad = flat_potential(potential_fn, unravel, potential_args)(x)
     return state_at(init_params, potential_energy, unravel(grad), rng_key, settings, step_size, inverse_mass_matrix)
 
 

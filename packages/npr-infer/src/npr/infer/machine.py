@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from npr.infer.hmc import _flat_potential, adapt_step, search_step_size, searches_step_size
+from npr.infer.hmc import adapt_step, flat_potential, search_step_size, searches_step_size
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy
 from npr.infer.nuts import (
     Doubling,
-    _Subtree,
-    _Trajectory,
+    Subtree,
+    Trajectory,
     add_leaf,
     init_trajectory,
     merge_subtree,
@@ -36,9 +36,9 @@ from npr.infer.nuts import (
 
 class _Machine(NamedTuple):
     state: Any  # HMCState before the current transition (its key already advanced)
-    traj: _Trajectory
+    traj: Trajectory
     doubling: Doubling
-    subtree: _Subtree
+    subtree: Subtree
     energy0: Any
     t: Any  # the iteration of the current transition
 
@@ -68,7 +68,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
     settings = states.settings
     one_z = jax.tree_util.tree_map(lambda x: x[0], states.z)
     _, unravel = ravel_pytree(one_z)
-    potential_and_grad = _flat_potential(potential, unravel, potential_args)
+    potential_and_grad = flat_potential(potential, unravel, potential_args)
     max_depth, max_delta = settings.max_tree_depth, settings.max_delta_energy
     stop = schedule.stop
 

@@ -29,7 +29,7 @@ class TransitionInfo(NamedTuple):
     tree_depth: jax.Array
 
 
-class _Subtree(NamedTuple):
+class Subtree(NamedTuple):
     end: IntegratorState
     proposal: IntegratorState
     proposal_energy: jax.Array
@@ -58,7 +58,7 @@ def _trailing_zeros(n):
 def init_subtree(start, energy0, key, max_tree_depth):
     """An empty subtree that will grow from `start` (its first leaf is one step away)."""
     dim = start.x.shape[0]
-    return _Subtree(
+    return Subtree(
         end=start,
         proposal=start,
         proposal_energy=energy0,
@@ -107,7 +107,7 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     turned = ~((jnp.sum(checkpoint_r * block_rho, axis=-1) > 0) & (block_rho @ v_right > 0))
     turning = jnp.any(check & turned)
     accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
-    return _Subtree(
+    return Subtree(
         end=new,
         proposal=proposal,
         proposal_energy=proposal_energy,
@@ -128,7 +128,7 @@ def subtree_done(tree, depth):
     return (tree.leaf >= 2**depth) | tree.turning | tree.diverging
 
 
-class _Trajectory(NamedTuple):
+class Trajectory(NamedTuple):
     left: IntegratorState
     right: IntegratorState
     proposal: IntegratorState
@@ -145,7 +145,7 @@ class _Trajectory(NamedTuple):
 
 def init_trajectory(start, energy0, key):
     """The trajectory of a single point: `start` with its momentum already drawn."""
-    return _Trajectory(
+    return Trajectory(
         left=start,
         right=start,
         proposal=start,
@@ -192,7 +192,7 @@ def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
     proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
     rho = traj.rho + subtree.rho
     turning = jnp.where(valid, _is_turning(inverse_mass_matrix, left.r, right.r, rho), subtree.turning)
-    return _Trajectory(
+    return Trajectory(
         left=left,
         right=right,
         proposal=proposal,

@@ -170,11 +170,11 @@ class SVI:
         """The current parameters, constrained."""
         return _constrain(self._transforms, self.optim.params(svi_state.optim_state))
 
-    def _run_loop(self, state, num_steps, stable, show, bar_id, args, kwargs):
+    def _run_loop(self, carry, losses, start, stop, stable, args, kwargs):
         step_fn = self.stable_update if stable else self.update
 
-        def body(carry, i):
-            state, last_good, failed, failed_at = carry
+        def body(i, carry):
+            (state, last_good, failed, failed_at), losses = carry
             new_state, loss = step_fn(state, *args, **kwargs)
             bad = ~jnp.isfinite(loss)
             # The loss is evaluated at `state`: finite means `state` is good and the step may proceed.
@@ -182,12 +182,10 @@ class SVI:
             last_good = jax.tree_util.tree_map(lambda a, b: jnp.where(advance, a, b), state, last_good)
             state = jax.tree_util.tree_map(lambda a, b: jnp.where(advance, a, b), new_state, state)
             failed_at = jnp.where(bad & ~failed, i, failed_at)
-            if show:
-                progress.report(bar_id, i, num_steps, loss, _loss_postfix)
-            return (state, last_good, failed | bad, failed_at), loss
+            losses = jax.lax.dynamic_update_index_in_dim(losses, loss, i, 0)
+            return (state, last_good, failed | bad, failed_at), losses
 
-        init = (state, state, jnp.array(False), jnp.array(-1))
-        return jax.lax.scan(body, init, jnp.arange(num_steps))
+        return jax.lax.fori_loop(start, stop, body, (carry, losses))
 
     def run(
         self,
@@ -200,7 +198,8 @@ class SVI:
         init_params=None,
         **kwargs,
     ):
-        """Optimise for `num_steps` steps in one compiled loop (tqdm bar with the loss from inside it).
+        """Optimise for `num_steps` steps in one compiled loop (with a tqdm bar showing the loss, the
+        loop runs in chunks and the bar moves between them).
 
         A non-finite loss stops the optimisation: the result keeps the last finite parameters and a
         warning names the step.
@@ -208,20 +207,29 @@ class SVI:
         state = init_state if init_state is not None else self.init(rng_key, *args, init_params=init_params, **kwargs)
         structure = tuple(sorted((name, repr(t)) for name, t in self._transforms.items()))
         dynamic_args, dynamic_kwargs, static = split_static_arguments(args, kwargs)
-        key = (int(num_steps), bool(stable_update), bool(progress_bar), structure, static)
+        key = (bool(stable_update), structure, static)
         if key not in self._compiled:
 
-            def loop(st, bar, a, kw, key=key):
-                a, kw = merge_static_arguments(a, kw, key[4])
-                return self._run_loop(st, key[0], key[1], key[2], bar, a, kw)
+            def loop(carry, losses, start, stop, a, kw, key=key):
+                a, kw = merge_static_arguments(a, kw, key[2])
+                return self._run_loop(carry, losses, start, stop, key[0], a, kw)
 
             self._compiled[key] = jax.jit(loop)
-        bar_id = progress.open_bar(int(num_steps), "svi") if progress_bar else -1
         compiled = self._compiled[key]
-        (state, last_good, failed, failed_at), losses = compiled(state, bar_id, dynamic_args, dynamic_kwargs)
+        num_steps = int(num_steps)
+        init = ((state, state, jnp.array(False), jnp.array(-1)), jnp.zeros(num_steps, jnp.result_type(float)))
+
+        def call(start, stop, carry):
+            return compiled(*carry, jnp.int32(start), jnp.int32(stop), dynamic_args, dynamic_kwargs)
+
         if progress_bar:
-            jax.block_until_ready(losses)
+            bar_id = progress.open_bar(num_steps, "svi")
+            describe = lambda carry, stop: (carry[1][stop - 1], _loss_postfix, None)
+            carry = progress.run_in_chunks(call, init, 0, num_steps, bar_id, describe)
             progress.close_bar(bar_id)
+        else:
+            carry = call(0, num_steps, init)
+        (state, last_good, failed, failed_at), losses = carry
         if bool(failed):
             warnings.warn(
                 f"SVI stopped: the loss became non-finite at step {int(failed_at)}; returning the last "
