@@ -4,7 +4,8 @@ Multinomial sampling: within a subtree every new leaf replaces the subtree's pro
 probability proportional to its weight exp(-H); between subtrees, the new subtree's proposal is
 taken with probability min(1, W_new / W_old) (biased progressive sampling). The generalised
 no-U-turn criterion is checked on every balanced sub-block through checkpoints indexed by the bits
-of the leaf counter, and on the whole trajectory after each doubling.
+of the leaf counter, and on the whole trajectory after each doubling; as in Stan, each check of
+two merged halves also covers each half extended by the other's nearest leaf.
 
 References:
   Hoffman, Gelman (2014). The No-U-Turn Sampler. JMLR.
@@ -35,8 +36,13 @@ class Subtree(NamedTuple):
     proposal_energy: jax.Array
     log_weight: jax.Array
     rho: jax.Array
-    checkpoint_r: jax.Array
+    # Per level k, at the leaf that starts the current block of 2^k leaves: its velocity and
+    # momentum, the momentum sum before it, and the velocity and momentum of the leaf before it.
+    checkpoint_v: jax.Array
+    checkpoint_p: jax.Array
     checkpoint_rho: jax.Array
+    checkpoint_prev_v: jax.Array
+    checkpoint_prev_p: jax.Array
     leaf: jax.Array
     turning: jax.Array
     diverging: jax.Array
@@ -44,10 +50,10 @@ class Subtree(NamedTuple):
     key: jax.Array
 
 
-def _is_turning(inverse_mass_matrix, r_left, r_right, rho):
-    v_left = velocity(inverse_mass_matrix, r_left)
-    v_right = velocity(inverse_mass_matrix, r_right)
-    return ~((jnp.dot(v_left, rho) > 0) & (jnp.dot(v_right, rho) > 0))
+def _turned(v_left, v_right, rho):
+    """The generalised no-U-turn criterion for a stretch with end velocities v_left, v_right and
+    momentum sum rho (batched over leading axes)."""
+    return ~((jnp.sum(v_left * rho, axis=-1) > 0) & (jnp.sum(v_right * rho, axis=-1) > 0))
 
 
 def _trailing_zeros(n):
@@ -64,8 +70,11 @@ def init_subtree(start, energy0, key, max_tree_depth):
         proposal_energy=energy0,
         log_weight=jnp.array(-jnp.inf, start.x.dtype),
         rho=jnp.zeros(dim, start.x.dtype),
-        checkpoint_r=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        checkpoint_v=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        checkpoint_p=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
         checkpoint_rho=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        checkpoint_prev_v=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        checkpoint_prev_p=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
         leaf=jnp.array(0),
         turning=jnp.array(False),
         diverging=jnp.array(False),
@@ -95,16 +104,25 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     # Leaf n starts every aligned block of size 2^k with k <= trailing_zeros(n).
     n = tree.leaf
     starts = jnp.where(n == 0, max_tree_depth, _trailing_zeros(jnp.maximum(n, 1)))
-    store = levels <= starts
+    store = (levels <= starts)[:, None]
     v_right = velocity(inverse_mass_matrix, new.r)
-    # Checkpoints keep velocities M^-1 r: the criterion needs only those at block starts.
-    checkpoint_r = jnp.where(store[:, None], v_right, tree.checkpoint_r)
-    checkpoint_rho = jnp.where(store[:, None], rho_before, tree.checkpoint_rho)
-    # Leaf n ends every aligned block of size 2^k with 1 <= k <= trailing_ones(n).
+    checkpoint_v = jnp.where(store, v_right, tree.checkpoint_v)
+    checkpoint_p = jnp.where(store, new.r, tree.checkpoint_p)
+    checkpoint_rho = jnp.where(store, rho_before, tree.checkpoint_rho)
+    checkpoint_prev_v = jnp.where(store, velocity(inverse_mass_matrix, tree.end.r), tree.checkpoint_prev_v)
+    checkpoint_prev_p = jnp.where(store, tree.end.r, tree.checkpoint_prev_p)
+    # Leaf n ends every aligned block of size 2^k with 1 <= k <= trailing_ones(n). Block k = A + B,
+    # halves of 2^(k-1) leaves; B starts at the level-(k-1) checkpoint. As Stan, check the whole block
+    # and also A with B's first leaf and B with A's last leaf, which catch U-turns the whole-block
+    # check misses.
     ends = _trailing_zeros(n + 1)
     check = (levels >= 1) & (levels <= ends)
+    half = lambda a: jnp.concatenate([a[:1], a[:-1]], axis=0)  # row k holds row k-1
+    half_v, half_p, half_rho = half(checkpoint_v), half(checkpoint_p), half(checkpoint_rho)
     block_rho = rho - checkpoint_rho
-    turned = ~((jnp.sum(checkpoint_r * block_rho, axis=-1) > 0) & (block_rho @ v_right > 0))
+    turned = _turned(checkpoint_v, v_right, block_rho)
+    turned |= _turned(checkpoint_v, half_v, half_rho + half_p - checkpoint_rho)
+    turned |= _turned(half(checkpoint_prev_v), v_right, rho - half_rho + half(checkpoint_prev_p))
     turning = jnp.any(check & turned)
     accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
     return Subtree(
@@ -113,8 +131,11 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
         proposal_energy=proposal_energy,
         log_weight=log_weight,
         rho=rho,
-        checkpoint_r=checkpoint_r,
+        checkpoint_v=checkpoint_v,
+        checkpoint_p=checkpoint_p,
         checkpoint_rho=checkpoint_rho,
+        checkpoint_prev_v=checkpoint_prev_v,
+        checkpoint_prev_p=checkpoint_prev_p,
         leaf=n + 1,
         turning=turning,
         diverging=diverging,
@@ -191,7 +212,16 @@ def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
     take = valid & (log_u < subtree.log_weight - traj.log_weight)
     proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
     rho = traj.rho + subtree.rho
-    turning = jnp.where(valid, _is_turning(inverse_mass_matrix, left.r, right.r, rho), subtree.turning)
+    vel = lambda r: velocity(inverse_mass_matrix, r)
+    turned = _turned(vel(left.r), vel(right.r), rho)
+    # Stan's extra checks: the old trajectory with the subtree's first leaf, and the subtree with
+    # the old trajectory's edge leaf.
+    far = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, traj.right)
+    edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
+    first_v, first_p = subtree.checkpoint_v[-1], subtree.checkpoint_p[-1]
+    turned |= _turned(vel(far.r), first_v, traj.rho + first_p)
+    turned |= _turned(vel(edge.r), vel(subtree.end.r), subtree.rho + edge.r)
+    turning = jnp.where(valid, turned, subtree.turning)
     return Trajectory(
         left=left,
         right=right,
