@@ -120,6 +120,19 @@ def test_vectorized_chains_of_different_lengths_match_sequential():
     np.testing.assert_allclose(extra_seq["accept_prob"], extra_vec["accept_prob"], atol=1e-4)
 
 
+def test_one_float_dtype_whatever_the_inputs():
+    # Policy: the sampler works in the configured float and casts data and initial values to it.
+    mcmc = make_mcmc(num_chains=1, num_warmup=50, num_samples=20)
+    mcmc.run(jax.random.PRNGKey(0), X, Y)  # float64 NumPy data, x64 off
+    assert mcmc.get_samples()["slope"].dtype == jnp.float32
+    with jax.enable_x64(True):
+        mcmc = make_mcmc(num_chains=1, num_warmup=50, num_samples=20)
+        init = {"slope": np.float32(0.5), "noise": np.float32(0.0)}  # mixed precision: float32 in, x64 on
+        mcmc.run(jax.random.PRNGKey(0), X.astype(np.float32), Y.astype(np.float32), init_params=init)
+        assert mcmc.get_samples()["slope"].dtype == jnp.float64
+        assert np.all(np.isfinite(mcmc.get_samples()["slope"]))
+
+
 def test_same_key_same_draws():
     a, b = make_mcmc(), make_mcmc()
     a.run(jax.random.PRNGKey(7), X, Y)

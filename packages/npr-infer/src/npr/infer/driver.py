@@ -13,7 +13,7 @@ import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
 from npr.infer.chain import make_schedule, run_chains
-from npr.infer.hmc import key_data, state_at
+from npr.infer.hmc import as_sampler_float, key_data, state_at
 from npr.infer.util import ModelPotential, find_initial_params, model_structure, split_static_arguments
 
 CHAIN_METHODS = ("sequential", "vectorized", "parallel")
@@ -154,6 +154,7 @@ class MCMC:
             key_init, key_state = jax.random.split(chain_key)
             if init_params is not None:
                 params = _tree_index(init_params, chain) if self.num_chains > 1 else init_params
+                params = as_sampler_float(params)
                 value, grad = potential.value_and_grad(params, *potential_args)
             else:
                 params, value, grad = find_initial_params(

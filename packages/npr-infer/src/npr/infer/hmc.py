@@ -230,16 +230,24 @@ def init_state(
     potential_fn, init_params, rng_key, settings, step_size=1.0, inverse_mass_matrix=None, potential_args=()
 ):
     """The state at `init_params` (unconstrained), before any warmup."""
+    init_params = as_sampler_float(init_params)
     x, unravel = ravel_pytree(init_params)
     potential_energy, grad = flat_potential(potential_fn, unravel, potential_args)(x)
     return state_at(init_params, potential_energy, unravel(grad), rng_key, settings, step_size, inverse_mass_matrix)
 
 
+def as_sampler_float(tree):
+    """Cast to the configured float (float32, or float64 with `jax_enable_x64`): the sampler's one
+    dtype, whatever the dtypes of initial values and data, so its loops never mix precisions."""
+    dtype = jnp.result_type(float)
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), tree)
+
+
 def state_at(params, potential_energy, grad, rng_key, settings, step_size=1.0, inverse_mass_matrix=None):
     """The state at unconstrained `params` whose potential energy and gradient are already known."""
+    params, potential_energy, grad = as_sampler_float((params, potential_energy, grad))
     x, _ = ravel_pytree(params)
     dim = x.shape[0]
-    as_state_dtype = lambda tree: jax.tree_util.tree_map(lambda v: jnp.asarray(v, x.dtype), tree)
     if inverse_mass_matrix is None:
         inverse_mass_matrix = jnp.eye(dim, dtype=x.dtype) if settings.dense_mass else jnp.ones(dim, dtype=x.dtype)
     inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype=x.dtype)
@@ -247,10 +255,10 @@ def state_at(params, potential_energy, grad, rng_key, settings, step_size=1.0, i
     zero_float = jnp.zeros((), x.dtype)
     return HMCState(
         i=jnp.array(0),
-        z=as_state_dtype(params),
-        z_grad=as_state_dtype(grad),
-        potential_energy=jnp.asarray(potential_energy, x.dtype),
-        energy=jnp.asarray(potential_energy, x.dtype),
+        z=params,
+        z_grad=grad,
+        potential_energy=potential_energy,
+        energy=potential_energy,
         num_steps=jnp.array(0),
         accept_prob=zero_float,
         mean_accept_prob=zero_float,
