@@ -65,7 +65,7 @@ def bench_npr(model, args, warmup, samples, chains):
     second, draws = _timed(lambda: run(1))
     steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
     mcmc.post_warmup_state = mcmc.last_state  # continue: sampling only, compiled programs reused
-    sampling, _ = _timed(lambda: run(2))
+    sampling = min(_timed(lambda: run(2))[0] for _ in range(3))  # best of 3: this machine is noisy
     # Progress bar cost: the same continued sampling with the bar on (its variant compiled first).
     mcmc.progress_bar = True
     with_bar = min(_timed(lambda: run(4))[0] for _ in range(3))

@@ -111,9 +111,7 @@ CASES = [
         id="kidiq",
         marks=pytest.mark.slow,
     ),
-    pytest.param(
-        "diamonds-diamonds", diamonds, {"dense_mass": True}, 1000, id="diamonds", marks=pytest.mark.slow
-    ),
+    pytest.param("diamonds-diamonds", diamonds, {"dense_mass": True}, 1000, id="diamonds", marks=pytest.mark.slow),
     pytest.param(
         "gp_pois_regr-gp_pois_regr", gp_pois_regr, {"x64": True}, 1000, id="gp_pois_regr", marks=pytest.mark.slow
     ),

@@ -116,13 +116,13 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     # and also A with B's first leaf and B with A's last leaf, which catch U-turns the whole-block
     # check misses.
     ends = _trailing_zeros(n + 1)
-    check = (levels >= 1) & (levels <= ends)
-    half = lambda a: jnp.concatenate([a[:1], a[:-1]], axis=0)  # row k holds row k-1
-    half_v, half_p, half_rho = half(checkpoint_v), half(checkpoint_p), half(checkpoint_rho)
-    block_rho = rho - checkpoint_rho
-    turned = _turned(checkpoint_v, v_right, block_rho)
-    turned |= _turned(checkpoint_v, half_v, half_rho + half_p - checkpoint_rho)
-    turned |= _turned(half(checkpoint_prev_v), v_right, rho - half_rho + half(checkpoint_prev_p))
+    check = levels[1:] <= ends
+    # Rows 1.. are the blocks' starts (level k), rows ..-1 their second halves' starts (level k - 1).
+    start_v, start_rho = checkpoint_v[1:], checkpoint_rho[1:]
+    half_v, half_p, half_rho = checkpoint_v[:-1], checkpoint_p[:-1], checkpoint_rho[:-1]
+    turned = _turned(start_v, v_right, rho - start_rho)
+    turned |= _turned(start_v, half_v, half_rho + half_p - start_rho)
+    turned |= _turned(checkpoint_prev_v[:-1], v_right, rho - half_rho + checkpoint_prev_p[:-1])
     turning = jnp.any(check & turned)
     accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
     return Subtree(
