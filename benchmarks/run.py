@@ -244,7 +244,8 @@ def write(rows, options, peers):
         "first on each model and alone pays JAX's start-up on the first one; the fresh-process tables "
         "below give time to first draws); *second*: the same run again with another key (npr and BlackJAX reuse their "
         "compiled programs; NumPyro recompiles); *sampling*: the sampling phase alone, net of "
-        "compilation (npr: a continued run; NumPyro: (a run with four times the draws minus *second*) / 3; "
+        "compilation (npr: the best of 3 continued runs; NumPyro: (a run with four times the draws minus "
+        "*second*) / 3; "
         "BlackJAX: a compiled run with twice the draws minus *second*); ESS/s: minimum bulk ESS over all "
         "parameters / *sampling*; grads: leapfrog steps of the sampling phase; "
         "overhead: *sampling* / (grads x one compiled value-and-grad).",
