@@ -135,6 +135,14 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
         info = hmc_transition(
             potential_and_grad, imm, start, energy0, step_size, key_transition, num_steps, settings.max_delta_energy
         )
+    return state_after(state._replace(rng=key), info, unravel, step_size, count)
+
+
+def state_after(state, info, unravel, step_size, count=None):
+    """The chain's state once a transition (`TransitionInfo`) from `state` has ended.
+
+    `mean_accept_prob` averages over the last `count` transitions (default: all, `state.i + 1`).
+    """
     count = state.i + 1 if count is None else count
     mean_accept = state.mean_accept_prob + (info.accept_prob - state.mean_accept_prob) / count
     return state._replace(
@@ -149,7 +157,6 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
         diverging=info.diverging,
         tree_depth=info.tree_depth,
         step_size=step_size,
-        rng=key,
     )
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from npr.infer.hmc import adapt_step, flat_potential, search_step_size, searches_step_size
+from npr.infer.hmc import adapt_step, flat_potential, search_step_size, searches_step_size, state_after
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy
 from npr.infer.nuts import (
     Doubling,
@@ -104,23 +104,9 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         return m._replace(traj=traj, doubling=doubling, subtree=subtree)
 
     def finish(m):
-        info = transition_info(m.traj)
-        state, t = m.state, m.t
+        t = m.t
         count = jnp.where(adapting(t), t, t - schedule.num_warmup) + 1
-        mean_accept = state.mean_accept_prob + (info.accept_prob - state.mean_accept_prob) / count
-        state = state._replace(
-            i=state.i + 1,
-            z=unravel(info.state.x),
-            z_grad=unravel(info.state.grad),
-            potential_energy=info.state.potential_energy,
-            energy=info.energy,
-            num_steps=info.num_steps,
-            accept_prob=info.accept_prob,
-            mean_accept_prob=mean_accept,
-            diverging=info.diverging,
-            tree_depth=info.tree_depth,
-            step_size=state.adapt_state.step_size,
-        )
+        state = state_after(m.state, transition_info(m.traj), unravel, m.state.adapt_state.step_size, count)
         in_slow = (t >= schedule.slow_start) & (t < schedule.slow_end)
         window_end = jnp.any(schedule.window_ends == t)
         adapted = adapt_step(state, in_slow, window_end, t == schedule.num_warmup - 1)
