@@ -40,8 +40,8 @@ def fori_collect(
 ):
     """Apply `body_fun` `n` times from `init_val`, stacking `transform(val)` along a new leading axis.
 
-    The loop is compiled once per (body_fun, transform) and input shapes, whatever `n`; with a
-    progress bar it runs in chunks of iterations and the bar moves between them.
+    The loop is compiled once per (body_fun, transform), `n` and input shapes, the same program with
+    the bar on or off: with a bar it runs in chunks of iterations and the bar moves between them.
 
     Args:
       n: number of iterations (>= 1).
