@@ -22,7 +22,7 @@ from npr.diagnostics import ess_bulk
 from npr.handlers import factor as npr_factor
 from npr.handlers import plate as npr_plate
 from npr.handlers import sample as npr_sample
-from npr.infer import MCMC, NUTS, initialize_model
+from npr.infer import MCMC, NUTS, compile_small_loops_as_one_kernel, initialize_model
 
 
 def _min_ess(samples, num_chains):
@@ -192,7 +192,14 @@ def main():
     parser.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "RESULTS.md"))
     parser.add_argument("--append", action="store_true", help="append a section to --out instead of replacing it")
     parser.add_argument("--chain-method", default="vectorized", choices=["vectorized", "sequential"])
+    parser.add_argument(
+        "--small-loops",
+        action="store_true",
+        help="call npr.infer.compile_small_loops_as_one_kernel() first (every sampler in the process gets it)",
+    )
     options = parser.parse_args()
+    if options.small_loops:
+        compile_small_loops_as_one_kernel()
     CHAIN_METHOD["value"] = options.chain_method
     peers = {"npr": bench_npr, "numpyro": bench_numpyro}
     try:
@@ -231,14 +238,24 @@ def main():
 
 def write(rows, options, peers):
     lines = [
-        "# Benchmark results" if not options.append else f"\n## NUTS, {options.chains} chains ({options.chain_method})",
+        "# Benchmark results"
+        if not options.append
+        else f"\n## NUTS, {options.chains} chains ({options.chain_method})"
+        + (", small loops as one kernel" if options.small_loops else ""),
         "",
         f"Command: `python benchmarks/run.py --models {options.models} --warmup {options.warmup} "
-        f"--samples {options.samples} --chains {options.chains} --chain-method {options.chain_method}` "
+        f"--samples {options.samples} --chains {options.chains} --chain-method {options.chain_method}"
+        f"{' --small-loops' if options.small_loops else ''}` "
         "(run by `nox -s bench`).",
         f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
         f"jax {jax.__version__}; float32; npr and NumPyro chains {options.chain_method} (BlackJAX: vmapped); "
-        "all samplers in one process.",
+        "all samplers in one process."
+        + (
+            " `compile_small_loops_as_one_kernel()` was called first, so XLA compiles every sampler's small "
+            "loops as one function."
+            if options.small_loops
+            else ""
+        ),
         "",
         "Columns: *first*: the first run in this process, warmup + sampling with compilation (npr runs "
         "first on each model and alone pays JAX's start-up on the first one; the fresh-process tables "

@@ -9,7 +9,7 @@ from npr.infer.autoguide import (
     AutoMultivariateNormal,
     AutoNormal,
 )
-from npr.infer.cache import enable_compilation_cache
+from npr.infer.cache import compile_small_loops_as_one_kernel, enable_compilation_cache
 from npr.infer.driver import MCMC
 from npr.infer.elbo import RenyiELBO, Trace_ELBO, TraceMeanField_ELBO, elbo
 from npr.infer.hmc import HMCState, hmc
@@ -39,6 +39,7 @@ __all__ = [
     "Predictive",
     "HMCState",
     "__version__",
+    "compile_small_loops_as_one_kernel",
     "enable_compilation_cache",
     "fori_collect",
     "hmc",

@@ -22,3 +22,42 @@ def enable_compilation_cache(path):
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+SMALL_LOOP_OPTION = "xla_cpu_small_while_loop_byte_threshold"
+
+
+def compile_small_loops_as_one_kernel(max_bytes=65536):
+    """Ask XLA on CPU to compile every loop that touches under `max_bytes` per iteration as one function.
+
+    XLA on CPU runs a program as a sequence of "thunks", one per fused operation, and hands
+    independent ones to its thread pool. For NUTS on a small model a leapfrog step is a few dozen
+    tiny operations and that dispatch costs more than the arithmetic. XLA emits a loop as a single
+    function when the loop touches under 1 KiB per iteration; this raises that limit. Measured with
+    npr on a 2-core CPU, 1 chain, per gradient evaluation: eight schools 4.5 -> 1.4 us, kidiq 4.7 ->
+    1.4 us, kilpisjarvi 1.9 -> 0.4 us, arma11 17 -> 11 us; first compilations took between 1.3 s
+    less and 0.7 s more. Bigger programs compile slower as one function: 4 vectorized chains of eight
+    schools took 6.7 s instead of 2.6 s (and then sampled 2.9x faster). XLA leaves out loops with
+    dots, convolutions, scatters or custom calls.
+
+    It sets `XLA_FLAGS` for this process, so it applies to every JAX program compiled afterwards,
+    npr's or not, and must run before JAX starts its backend (XLA reads its flags once); it raises
+    `RuntimeError` after that, and `ValueError` if `XLA_FLAGS` already holds backend options.
+
+    Args:
+      max_bytes: the bytes one loop iteration may access (XLA's default is 1024).
+    Example:
+      >>> compile_small_loops_as_one_kernel()  # doctest: +SKIP
+    """
+    from jax._src import xla_bridge
+
+    if int(max_bytes) < 0:
+        raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+    if getattr(xla_bridge, "backends_are_initialized", lambda: False)():
+        raise RuntimeError(
+            "compile_small_loops_as_one_kernel must be called before JAX runs anything: XLA has read its flags"
+        )
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_extra_options" in flags:
+        raise ValueError(f"XLA_FLAGS already sets --xla_backend_extra_options; add {SMALL_LOOP_OPTION} there")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_extra_options={SMALL_LOOP_OPTION}={int(max_bytes)}".strip()

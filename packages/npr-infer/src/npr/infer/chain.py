@@ -130,6 +130,7 @@ def empty_buffer(state, num_kept, fields, num_chains=None):
     return jax.tree_util.tree_map(lambda x: jnp.zeros(shape(x), jnp.result_type(x)), kept)
 
 
+# Each program is compiled once per model, kernel settings and shapes.
 _single = jax.jit(chain_program, static_argnums=(0, 4))
 _vectorized = jax.jit(
     lambda potential, states, buffers, schedule, fields, args: jax.vmap(
@@ -201,16 +202,17 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
         return out
 
-    if method == "sequential":
+    if method == "sequential" or num_chains == 1:
         program = lambda s, b, sched: _single(potential, s, b, sched, fields, potential_args)
         results = []
         for chain in range(num_chains):
             state = _tree_index(states, chain)
-            results.append(run(program, state, empty_buffer(state, num_kept, fields), f"chain {chain}"))
+            label = f"chain {chain}" if num_chains > 1 else "1 chain"
+            results.append(run(program, state, empty_buffer(state, num_kept, fields), label))
         last = _tree_stack([r[0] for r in results])
         return last, (_tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":
-        lockstep = states.settings.algo != "NUTS" or num_chains == 1
+        lockstep = states.settings.algo != "NUTS"
         vectorized = _vectorized if lockstep else _asynchronous
         program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
     else:
