@@ -46,8 +46,13 @@ def compile_small_loops_as_one_kernel(max_bytes=65536):
 
     Args:
       max_bytes: the bytes one loop iteration may access (XLA's default is 1024).
-    Example:
-      >>> compile_small_loops_as_one_kernel()  # doctest: +SKIP
+    Example (at the top of a script; here JAX has already run, so it refuses):
+      >>> import jax.numpy as jnp
+      >>> _ = jnp.ones(2) + 1
+      >>> compile_small_loops_as_one_kernel()
+      Traceback (most recent call last):
+      ...
+      RuntimeError: compile_small_loops_as_one_kernel must be called before JAX runs anything: XLA has read its flags
     """
     from jax._src import xla_bridge
 
