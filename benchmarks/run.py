@@ -110,22 +110,28 @@ def bench_numpyro(model, args, warmup, samples, chains):
     first, _ = _timed(lambda: run(0))
     second, draws = _timed(lambda: run(1))
     steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
-    # NumPyro compiles on every run. Sampling alone: runs continued from the warmed-up state (no
-    # warmup), five times the draws minus the draws, over four (compilation noise divided by four);
-    # each the best of two.
+    # NumPyro compiles on every run, and on small models sampling is a small part of a run next to
+    # the compilation and its noise (~0.1 s). Sampling alone: runs continued from the warmed-up state
+    # (no warmup), k times the draws minus the draws, over k - 1, each the best of two, with k grown
+    # until the difference is about 3 s.
     warmed = mcmc.last_state
 
     def continued(num_samples):
         sampler = make(num_samples)
         sampler.post_warmup_state = warmed
-        return _timed(lambda: run(2, sampler))[0]
+        return min(_timed(lambda: run(2, sampler))[0] for _ in range(2))
 
-    short = min(continued(samples) for _ in range(2))
-    long = min(continued(5 * samples) for _ in range(2))
+    base = continued(samples)
+    factor = 5
+    extra = continued(factor * samples) - base
+    wanted = int(min(40, 3.0 / max(extra / (factor - 1), 1e-3)))
+    if wanted > factor:
+        factor = wanted
+        extra = continued(factor * samples) - base
     return {
         "first": first,
         "second": second,
-        "sampling": max((long - short) / 4.0, 1e-3),
+        "sampling": max(extra / (factor - 1), 1e-4),
         "ess": _min_ess(draws, chains),
         "grads": steps,
     }
@@ -270,8 +276,9 @@ def write(rows, options, peers):
         "first on each model and alone pays JAX's start-up on the first one; the fresh-process tables "
         "below give time to first draws); *second*: the same run again with another key (npr and BlackJAX reuse their "
         "compiled programs; NumPyro recompiles); *sampling*: the sampling phase alone, net of "
-        "compilation (npr: the best of 3 continued runs; NumPyro: (a continued run with five times the "
-        "draws minus a continued run) / 4, each the best of 2; "
+        "compilation (npr: the best of 3 continued runs; NumPyro, which compiles on every run: (a run "
+        "continued from the warmed-up state with k times the draws minus one with the draws) / (k - 1), each "
+        "the best of 2, k from 5 to 40 so that the difference is about 3 s; "
         "BlackJAX: a compiled run with twice the draws minus *second*); ESS/s: minimum bulk ESS over all "
         "parameters / *sampling*; grads: leapfrog steps of the sampling phase; "
         "overhead: *sampling* / (grads x one compiled value-and-grad).",
