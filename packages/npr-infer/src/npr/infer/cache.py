@@ -34,11 +34,11 @@ def compile_small_loops_as_one_kernel(max_bytes=65536):
     independent ones to its thread pool. For NUTS on a small model a leapfrog step is a few dozen
     tiny operations and that dispatch costs more than the arithmetic. XLA emits a loop as a single
     function when the loop touches under 1 KiB per iteration; this raises that limit. Measured with
-    npr on a 2-core CPU, 1 chain, per gradient evaluation: eight schools 4.5 -> 1.4 us, kidiq 4.7 ->
-    1.4 us, kilpisjarvi 1.9 -> 0.4 us, arma11 17 -> 11 us; first compilations took between 1.3 s
-    less and 0.7 s more. Bigger programs compile slower as one function: 4 vectorized chains of eight
-    schools took 6.7 s instead of 2.6 s (and then sampled 2.9x faster). XLA leaves out loops with
-    dots, convolutions, scatters or custom calls.
+    npr on a 2-core CPU, 1 chain, per gradient evaluation: eight schools 4.7 -> 1.7 us, kidiq 4.1 ->
+    1.5 us, kilpisjarvi 1.3 -> 0.4 us, garch11 16 -> 12 us, arma11 17 -> 16 us; first runs
+    (compilation included) took between 0.65 s less and 0.23 s more. Bigger programs can compile
+    much slower as one function: 4 vectorized chains of eight schools as one function took 6.7 s
+    instead of 2.6 s. XLA leaves out loops with dots, convolutions, scatters or custom calls.
 
     It sets `XLA_FLAGS` for this process, so it applies to every JAX program compiled afterwards,
     npr's or not, and must run before JAX starts its backend (XLA reads its flags once); it raises
