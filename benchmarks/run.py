@@ -128,6 +128,8 @@ def bench_numpyro(model, args, warmup, samples, chains):
     if wanted > factor:
         factor = wanted
         extra = continued(factor * samples) - base
+    # Each NumPyro run left compiled programs behind; dozens of them exhaust the process's memory maps.
+    jax.clear_caches()
     return {
         "first": first,
         "second": second,
