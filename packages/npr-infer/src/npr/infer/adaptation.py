@@ -152,29 +152,31 @@ def find_reasonable_step_size(
 ):
     """Double or halve the step size until one leapfrog step's acceptance crosses 0.8.
 
-    Non-finite energies count as rejection, so the search always ends with a usable step size.
+    As Stan, every try draws a fresh momentum. Non-finite energies count as rejection, so the search
+    always ends with a usable step size.
     """
-    r = draw_momentum(key, mass_sqrt, x)
-    energy0 = potential_energy + kinetic_energy(inverse_mass_matrix, r)
-    start = IntegratorState(x, r, potential_energy, grad)
 
-    def log_accept(eps):
-        new = leapfrog(potential_and_grad, inverse_mass_matrix, start, eps)
+    def log_accept(eps, key):
+        r = draw_momentum(key, mass_sqrt, x)
+        energy0 = potential_energy + kinetic_energy(inverse_mass_matrix, r)
+        new = leapfrog(potential_and_grad, inverse_mass_matrix, IntegratorState(x, r, potential_energy, grad), eps)
         delta = energy0 - (new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r))
         return jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
 
     log_target = jnp.log(0.8)
-    first = log_accept(step_size)
-    factor = jnp.where(first > log_target, 2.0, 0.5)
+    key, key_first = jax.random.split(key)
+    factor = jnp.where(log_accept(step_size, key_first) > log_target, 2.0, 0.5)
 
     def not_crossed(carry):
-        _, count, current = carry
+        _, count, current, _ = carry
         return (count < 100) & jnp.where(factor > 1.0, current > log_target, current <= log_target)
 
     def body(carry):
-        eps, count, _ = carry
+        eps, count, _, key = carry
+        key, key_try = jax.random.split(key)
         eps = eps * factor
-        return eps, count + 1, log_accept(eps)
+        return eps, count + 1, log_accept(eps, key_try), key
 
-    eps, _, _ = jax.lax.while_loop(not_crossed, body, (step_size, jnp.array(0), first))
+    first = jnp.where(factor > 1.0, jnp.inf, -jnp.inf)  # enter the loop: the first try starts it
+    eps, _, _, _ = jax.lax.while_loop(not_crossed, body, (step_size / factor, jnp.array(0), first, key))
     return jnp.clip(eps, 1e-10, 1e10)

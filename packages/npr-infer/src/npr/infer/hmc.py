@@ -25,6 +25,7 @@ from npr.infer.adaptation import (
 )
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy, mass_matrix_sqrt
 from npr.infer.nuts import hmc_transition, nuts_transition
+from npr.infer.rng import STRAIGHT_THREEFRY
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,20 @@ def key_data(key):
     return key
 
 
+def transition_keys(rng):
+    """The chain's next key, and the momentum and trajectory keys of one transition.
+
+    The chain's own key stays default (threefry) key data, the user's key; a transition's many small
+    draws use keys whose hash compiles without a loop (`npr.infer.rng`), made from fresh bits of it.
+    """
+    key, key_local = jax.random.split(rng)
+    if key_local.shape != (2,) or key_local.dtype != jnp.uint32:  # another default PRNG
+        key_local = jax.random.bits(key_local, (2,), jnp.uint32)
+    local = jax.random.wrap_key_data(key_local, impl=STRAIGHT_THREEFRY)
+    key_momentum, key_transition = jax.random.split(local)
+    return key, key_momentum, key_transition
+
+
 def flat_potential(potential_fn, unravel, potential_args=()):
     """Flat x -> (potential, gradient); `potential_args` are traced extra inputs (model data)."""
     return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y), *potential_args))(x)
@@ -114,7 +129,7 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
     potential_and_grad = flat_potential(potential_fn, unravel, potential_args)
-    key, key_momentum, key_transition = jax.random.split(state.rng, 3)
+    key, key_momentum, key_transition = transition_keys(state.rng)
     imm = adapt_state.inverse_mass_matrix
     r = draw_momentum(key_momentum, adapt_state.mass_matrix_sqrt, x)
     start = IntegratorState(x, r, state.potential_energy, grad)

@@ -18,7 +18,14 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from npr.infer.hmc import adapt_step, flat_potential, search_step_size, searches_step_size, state_after
+from npr.infer.hmc import (
+    adapt_step,
+    flat_potential,
+    search_step_size,
+    searches_step_size,
+    state_after,
+    transition_keys,
+)
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy
 from npr.infer.nuts import (
     Doubling,
@@ -83,7 +90,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
     def begin(state, t):
         x, _ = ravel_pytree(state.z)
         grad, _ = ravel_pytree(state.z_grad)
-        key, key_momentum, key_transition = jax.random.split(state.rng, 3)
+        key, key_momentum, key_transition = transition_keys(state.rng)
         adapt = state.adapt_state
         r = draw_momentum(key_momentum, adapt.mass_matrix_sqrt, x)
         energy0 = state.potential_energy + kinetic_energy(adapt.inverse_mass_matrix, r)

@@ -36,13 +36,11 @@ class Subtree(NamedTuple):
     proposal_energy: jax.Array
     log_weight: jax.Array
     rho: jax.Array
-    # Per level k, at the leaf that starts the current block of 2^k leaves: its velocity and
-    # momentum, the momentum sum before it, and the velocity and momentum of the leaf before it.
-    checkpoint_v: jax.Array
-    checkpoint_p: jax.Array
-    checkpoint_rho: jax.Array
-    checkpoint_prev_v: jax.Array
-    checkpoint_prev_p: jax.Array
+    # Leaf n writes row popcount(n) of each (see `add_leaf`): its velocity and momentum, the
+    # momentum sum before it, and the velocity and momentum of the leaf before it. Separate arrays:
+    # XLA's CPU runtime hands work on buffers over 512 bytes to its thread pool, which costs more
+    # than it saves on a leaf's small updates.
+    checkpoints: tuple
     leaf: jax.Array
     turning: jax.Array
     diverging: jax.Array
@@ -70,11 +68,7 @@ def init_subtree(start, energy0, key, max_tree_depth):
         proposal_energy=energy0,
         log_weight=jnp.array(-jnp.inf, start.x.dtype),
         rho=jnp.zeros(dim, start.x.dtype),
-        checkpoint_v=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
-        checkpoint_p=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
-        checkpoint_rho=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
-        checkpoint_prev_v=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
-        checkpoint_prev_p=jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),
+        checkpoints=(jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),) * 5,
         leaf=jnp.array(0),
         turning=jnp.array(False),
         diverging=jnp.array(False),
@@ -87,8 +81,6 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     """One leapfrog step of signed size `step` from the subtree's end, and the subtree's bookkeeping:
     multinomial proposal, checkpoints, U-turns on the sub-blocks the new leaf closes, divergence."""
     dtype = tree.end.x.dtype
-    levels = jnp.arange(max_tree_depth + 1)
-    key, key_accept = random.split(tree.key)
     new = leapfrog(potential_and_grad, inverse_mass_matrix, tree.end, step)
     energy = new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r)
     delta = energy - energy0
@@ -96,33 +88,33 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     diverging = delta > max_delta_energy
     leaf_log_weight = -delta
     log_weight = jnp.logaddexp(tree.log_weight, leaf_log_weight)
-    take = jnp.log(random.uniform(key_accept, dtype=dtype)) < leaf_log_weight - log_weight
+    # Leaf n's draw comes from the subtree's key and n: no key is carried from leaf to leaf.
+    u = random.uniform(random.fold_in(tree.key, tree.leaf), dtype=dtype)
+    take = jnp.log(u) < leaf_log_weight - log_weight
     proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, tree.proposal)
     proposal_energy = jnp.where(take, energy, tree.proposal_energy)
     rho_before = tree.rho
     rho = rho_before + new.r
-    # Leaf n starts every aligned block of size 2^k with k <= trailing_zeros(n).
+    # Leaf n closes the aligned blocks of 2^k leaves for 1 <= k <= T = trailing_ones(n). Writing each
+    # leaf to row popcount(n) keeps every open block's first leaf: the block of level k starts at
+    # row popcount(n) - k and its second half at the row after (for k = 1, leaf n itself); rows above
+    # belong to closed blocks. One row per leaf is written, in place.
     n = tree.leaf
-    starts = jnp.where(n == 0, max_tree_depth, _trailing_zeros(jnp.maximum(n, 1)))
-    store = (levels <= starts)[:, None]
+    top = lax.population_count(n)
     v_right = velocity(inverse_mass_matrix, new.r)
-    checkpoint_v = jnp.where(store, v_right, tree.checkpoint_v)
-    checkpoint_p = jnp.where(store, new.r, tree.checkpoint_p)
-    checkpoint_rho = jnp.where(store, rho_before, tree.checkpoint_rho)
-    checkpoint_prev_v = jnp.where(store, velocity(inverse_mass_matrix, tree.end.r), tree.checkpoint_prev_v)
-    checkpoint_prev_p = jnp.where(store, tree.end.r, tree.checkpoint_prev_p)
-    # Leaf n ends every aligned block of size 2^k with 1 <= k <= trailing_ones(n). Block k = A + B,
-    # halves of 2^(k-1) leaves; B starts at the level-(k-1) checkpoint. As Stan, check the whole block
-    # and also A with B's first leaf and B with A's last leaf, which catch U-turns the whole-block
-    # check misses.
-    ends = _trailing_zeros(n + 1)
-    check = levels[1:] <= ends
-    # Rows 1.. are the blocks' starts (level k), rows ..-1 their second halves' starts (level k - 1).
-    start_v, start_rho = checkpoint_v[1:], checkpoint_rho[1:]
-    half_v, half_p, half_rho = checkpoint_v[:-1], checkpoint_p[:-1], checkpoint_rho[:-1]
+    row = (v_right, new.r, rho_before, velocity(inverse_mass_matrix, tree.end.r), tree.end.r)
+    rows = jnp.arange(max_tree_depth + 1)
+    write = (rows == top)[:, None]
+    checkpoints = tuple(jnp.where(write, r, c) for c, r in zip(tree.checkpoints, row))
+    rows = rows[:-1]
+    check = (rows >= top - _trailing_zeros(n + 1)) & (rows < top)
+    # Block = A + B, halves of 2^(k-1) leaves. As Stan, check the whole block and also A with B's
+    # first leaf and B with A's last leaf, which catch U-turns the whole-block check misses.
+    start_v, _, start_rho, _, _ = (c[:-1] for c in checkpoints)
+    half_v, half_p, half_rho, half_prev_v, half_prev_p = (c[1:] for c in checkpoints)
     turned = _turned(start_v, v_right, rho - start_rho)
     turned |= _turned(start_v, half_v, half_rho + half_p - start_rho)
-    turned |= _turned(checkpoint_prev_v[:-1], v_right, rho - half_rho + checkpoint_prev_p[:-1])
+    turned |= _turned(half_prev_v, v_right, rho - half_rho + half_prev_p)
     turning = jnp.any(check & turned)
     accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
     return Subtree(
@@ -131,16 +123,12 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
         proposal_energy=proposal_energy,
         log_weight=log_weight,
         rho=rho,
-        checkpoint_v=checkpoint_v,
-        checkpoint_p=checkpoint_p,
-        checkpoint_rho=checkpoint_rho,
-        checkpoint_prev_v=checkpoint_prev_v,
-        checkpoint_prev_p=checkpoint_prev_p,
+        checkpoints=checkpoints,
         leaf=n + 1,
         turning=turning,
         diverging=diverging,
         sum_accept_prob=tree.sum_accept_prob + accept_prob,
-        key=key,
+        key=tree.key,
     )
 
 
@@ -218,7 +206,7 @@ def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
     # the old trajectory's edge leaf.
     far = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, traj.right)
     edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
-    first_v, first_p = subtree.checkpoint_v[-1], subtree.checkpoint_p[-1]
+    first_v, first_p = subtree.checkpoints[0][0], subtree.checkpoints[1][0]  # leaf 0: row 0
     turned |= _turned(vel(far.r), first_v, traj.rho + first_p)
     turned |= _turned(vel(edge.r), vel(subtree.end.r), subtree.rho + edge.r)
     turning = jnp.where(valid, turned, subtree.turning)

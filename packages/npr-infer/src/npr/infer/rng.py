@@ -1,0 +1,89 @@
+"""Threefry keys for the many small draws inside a transition, with a straight-line hash.
+
+XLA on CPU receives JAX's threefry hash as a loop of five iterations (JAX lowers it that way on CPU
+to keep compilation short), and its runtime dispatches each iteration of such a loop separately.
+A NUTS leaf draws twice around a gradient that can cost a tenth of a microsecond, so those loops
+were a large part of a leaf on small models. The same Threefry-2x32 hash written as plain array
+operations fuses into the surrounding kernels. JAX's Philox keys are also loop-free, but do not
+compile inside `shard_map`/`pmap` (jax 0.10), which the 'parallel' chain method uses.
+
+Keys of `STRAIGHT_THREEFRY` work with every `jax.random` sampler. They are made only from fresh
+bits of the chain's own (default) key, so a run stays reproducible from the user's key.
+"""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.random import define_prng_impl
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+# Counter high words that keep split, fold_in and random_bits streams apart.
+_SPLIT, _FOLD_IN, _BITS = 0, 1, 2
+
+
+def threefry2x32(key, x0, x1):
+    """The Threefry-2x32 hash (20 rounds, Salmon et al. 2011) of counters (x0, x1) under a key pair.
+
+    Bit for bit the hash of `jax.extend.random.threefry_2x32`, without a loop.
+
+    Example:
+      >>> import jax
+      >>> key = jnp.array([3, 7], jnp.uint32)
+      >>> count = jnp.arange(4, dtype=jnp.uint32)
+      >>> ours = jnp.concatenate(threefry2x32(key, count[:2], count[2:]))
+      >>> bool(jnp.all(ours == jax.extend.random.threefry_2x32(key, count)))
+      True
+    """
+    k0, k1 = key[0], key[1]
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for block in range(5):
+        for rotation in _ROTATIONS[block % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << np.uint32(rotation)) | (x1 >> np.uint32(32 - rotation))
+            x1 = x0 ^ x1
+        x0 = x0 + ks[(block + 1) % 3]
+        x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)
+    return x0, x1
+
+
+def _counters(stream, n):
+    return jnp.full((n,), stream, jnp.uint32), lax.iota(jnp.uint32, n)
+
+
+def _seed(seed):
+    seed = jnp.asarray(seed)
+    high = (seed.astype(jnp.uint64) >> 32).astype(jnp.uint32) if seed.dtype.itemsize == 8 else jnp.zeros((), jnp.uint32)
+    return jnp.stack([high, seed.astype(jnp.uint32)])
+
+
+def _split(key, shape):
+    w0, w1 = threefry2x32(key, *_counters(_SPLIT, math.prod(shape)))
+    return jnp.stack([w0, w1], axis=-1).reshape(tuple(shape) + (2,))
+
+
+def _fold_in(key, data):
+    w0, w1 = threefry2x32(key, jnp.uint32(_FOLD_IN), jnp.asarray(data).astype(jnp.uint32))
+    return jnp.stack([w0, w1])
+
+
+def _random_bits(key, bit_width, shape):
+    w0, w1 = threefry2x32(key, *_counters(_BITS, math.prod(shape)))
+    if bit_width == 64:
+        bits = (w0.astype(jnp.uint64) << np.uint64(32)) | w1.astype(jnp.uint64)
+    else:
+        bits = w0.astype(jnp.dtype(f"uint{bit_width}"))
+    return bits.reshape(shape)
+
+
+STRAIGHT_THREEFRY = define_prng_impl(
+    key_shape=(2,),
+    seed=_seed,
+    split=_split,
+    random_bits=_random_bits,
+    fold_in=_fold_in,
+    name="npr_straight_threefry",
+    tag="nst",
+)

@@ -1,0 +1,68 @@
+"""The loop-free threefry keys used inside transitions (npr.infer.rng)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from npr.infer.hmc import transition_keys
+from npr.infer.rng import STRAIGHT_THREEFRY, threefry2x32
+
+
+def _key(seed):
+    return jax.random.wrap_key_data(jax.random.key_data(jax.random.PRNGKey(seed)), impl=STRAIGHT_THREEFRY)
+
+
+def test_hash_is_jax_threefry_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        key = jnp.asarray(rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32))
+        count = jnp.asarray(rng.integers(0, 2**32, 64, dtype=np.uint64).astype(np.uint32))
+        ours = jnp.concatenate(threefry2x32(key, count[:32], count[32:]))
+        np.testing.assert_array_equal(ours, jax.extend.random.threefry_2x32(key, count))
+
+
+def test_compiles_without_a_loop():
+    def draw(key_data, impl):
+        return jax.random.uniform(jax.random.wrap_key_data(key_data, impl=impl), (3,))
+
+    data = jax.random.key_data(jax.random.PRNGKey(0))
+    ours = jax.jit(lambda k: draw(k, STRAIGHT_THREEFRY)).lower(data).compile().as_text()
+    default = jax.jit(lambda k: draw(k, "threefry2x32")).lower(data).compile().as_text()
+    assert " while(" not in ours
+    if jax.default_backend() == "cpu":  # the reason for these keys: JAX's CPU lowering is a loop
+        assert " while(" in default
+
+
+@pytest.mark.parametrize("sampler, reference", [("uniform", stats.uniform), ("normal", stats.norm)])
+def test_draws_follow_their_distribution(sampler, reference):
+    draws = np.asarray(getattr(jax.random, sampler)(_key(1), (20000,)))
+    assert stats.kstest(draws, reference.cdf).pvalue > 1e-3
+
+
+def test_split_and_fold_in_give_independent_streams():
+    key = _key(2)
+    children = jax.random.split(key, 3)
+    folded = [jax.random.fold_in(key, i) for i in range(3)]
+    draws = [np.asarray(jax.random.uniform(k, (5000,))) for k in list(children) + folded + [key]]
+    correlations = np.corrcoef(np.stack(draws))
+    off_diagonal = correlations[~np.eye(len(draws), dtype=bool)]
+    assert np.max(np.abs(off_diagonal)) < 0.06  # 4 standard errors of a correlation over 5000 pairs
+    assert len({tuple(np.asarray(jax.random.key_data(k))) for k in list(children) + folded}) == 6
+
+
+def test_vmap_draws_equal_one_key_at_a_time():
+    keys = jax.random.split(_key(3), 4)
+    batched = jax.vmap(lambda k: jax.random.normal(k, (7,)))(keys)
+    for i in range(4):
+        np.testing.assert_array_equal(batched[i], jax.random.normal(keys[i], (7,)))
+
+
+def test_transition_keys_keep_the_chain_key_default_key_data():
+    rng = jax.random.key_data(jax.random.PRNGKey(4))
+    next_rng, key_momentum, key_transition = transition_keys(rng)
+    assert next_rng.dtype == jnp.uint32 and next_rng.shape == rng.shape
+    np.testing.assert_array_equal(next_rng, jax.random.split(rng)[0])
+    assert jax.random.key_impl(key_momentum) == jax.random.key_impl(_key(0))
+    assert not np.array_equal(jax.random.key_data(key_momentum), jax.random.key_data(key_transition))
