@@ -59,10 +59,18 @@ def test_vmap_draws_equal_one_key_at_a_time():
         np.testing.assert_array_equal(batched[i], jax.random.normal(keys[i], (7,)))
 
 
-def test_transition_keys_keep_the_chain_key_default_key_data():
+def test_transition_keys_advance_the_chain_key_data():
     rng = jax.random.key_data(jax.random.PRNGKey(4))
     next_rng, key_momentum, key_transition = transition_keys(rng)
     assert next_rng.dtype == jnp.uint32 and next_rng.shape == rng.shape
-    np.testing.assert_array_equal(next_rng, jax.random.split(rng)[0])
+    assert not np.array_equal(next_rng, rng)
     assert jax.random.key_impl(key_momentum) == jax.random.key_impl(_key(0))
     assert not np.array_equal(jax.random.key_data(key_momentum), jax.random.key_data(key_transition))
+
+
+def test_transition_keys_from_another_default_prng():
+    with jax.default_prng_impl("rbg"):  # four-word key data
+        rng = jax.random.key_data(jax.random.PRNGKey(4))
+        next_rng, key_momentum, _ = transition_keys(rng)
+    assert next_rng.shape == rng.shape and not np.array_equal(next_rng, rng)
+    assert jax.random.key_impl(key_momentum) == jax.random.key_impl(_key(0))

@@ -106,17 +106,19 @@ def key_data(key):
 
 
 def transition_keys(rng):
-    """The chain's next key, and the momentum and trajectory keys of one transition.
+    """The chain's next key data, and the momentum and trajectory keys of one transition.
 
-    The chain's own key stays default (threefry) key data, the user's key; a transition's many small
-    draws use keys whose hash compiles without a loop (`npr.infer.rng`), made from fresh bits of it.
+    The chain's key is stored as raw key data; a transition's keys come from the loop-free hash of
+    `npr.infer.rng`, which takes two-word key data as JAX's default PRNG stores it (other default
+    PRNGs advance their own key and hand it two fresh words).
     """
-    key, key_local = jax.random.split(rng)
-    if key_local.shape != (2,) or key_local.dtype != jnp.uint32:  # another default PRNG
-        key_local = jax.random.bits(key_local, (2,), jnp.uint32)
-    local = jax.random.wrap_key_data(key_local, impl=STRAIGHT_THREEFRY)
+    if rng.shape == (2,) and rng.dtype == jnp.uint32:
+        key, key_momentum, key_transition = jax.random.split(jax.random.wrap_key_data(rng, impl=STRAIGHT_THREEFRY), 3)
+        return jax.random.key_data(key), key_momentum, key_transition
+    rng, key_local = jax.random.split(rng)
+    local = jax.random.wrap_key_data(jax.random.bits(key_local, (2,), jnp.uint32), impl=STRAIGHT_THREEFRY)
     key_momentum, key_transition = jax.random.split(local)
-    return key, key_momentum, key_transition
+    return rng, key_momentum, key_transition
 
 
 def flat_potential(potential_fn, unravel, potential_args=()):
