@@ -57,7 +57,10 @@ def test_correlated_gaussian_dense_mass():
     cov = np.array([[1.0, 0.98], [0.98, 1.0]]) * np.array([[1.0], [3.0]]) * np.array([1.0, 3.0])
     precision = jnp.asarray(np.linalg.inv(cov))
     potential = lambda z: 0.5 * z["x"] @ precision @ z["x"]
-    state, draws = run_nuts(potential, {"x": jnp.zeros(2)}, num_warmup=500, num_samples=1000, dense_mass=True)
+    # The estimate comes from the last slow window's draws: 500 of them with 1000 warmup iterations.
+    # Over 40 keys its diagonal's log ratio to the truth had sd 0.08 (0.19 with 500 warmup iterations,
+    # whose last window is 300 draws made while the step size still moves).
+    state, draws = run_nuts(potential, {"x": jnp.zeros(2)}, num_warmup=1000, num_samples=1000, dense_mass=True)
     assert state.inverse_mass_matrix.shape == (2, 2)
     np.testing.assert_allclose(state.inverse_mass_matrix, cov, rtol=0.35)
     assert_moments(draws["x"], np.zeros(2), np.sqrt(np.diag(cov)))

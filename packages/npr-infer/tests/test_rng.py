@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from npr.infer.hmc import transition_keys
-from npr.infer.rng import STRAIGHT_THREEFRY, threefry2x32
+from npr.infer.rng import STRAIGHT_THREEFRY, threefry2x32, uniform, words
 
 
 def _key(seed):
@@ -65,7 +65,8 @@ def test_transition_keys_advance_the_chain_key_data():
     assert next_rng.dtype == jnp.uint32 and next_rng.shape == rng.shape
     assert not np.array_equal(next_rng, rng)
     assert jax.random.key_impl(key_momentum) == jax.random.key_impl(_key(0))
-    assert not np.array_equal(jax.random.key_data(key_momentum), jax.random.key_data(key_transition))
+    assert key_transition.dtype == jnp.uint32 and key_transition.shape == (2,)
+    assert not np.array_equal(jax.random.key_data(key_momentum), key_transition)
 
 
 def test_transition_keys_from_another_default_prng():
@@ -74,3 +75,16 @@ def test_transition_keys_from_another_default_prng():
         next_rng, key_momentum, _ = transition_keys(rng)
     assert next_rng.shape == rng.shape and not np.array_equal(next_rng, rng)
     assert jax.random.key_impl(key_momentum) == jax.random.key_impl(_key(0))
+
+
+def test_words_and_uniform():
+    key = jax.random.key_data(jax.random.PRNGKey(5))
+    w0, w1 = words(key, 3, jnp.arange(20000))
+    assert len(set(np.asarray(w0).tolist())) > 19990  # 32-bit words: a handful of collisions at most
+    for word in (w0, w1):
+        draws = np.asarray(uniform(word, jnp.float32))
+        assert draws.min() >= 0 and draws.max() < 1
+        assert stats.kstest(draws, stats.uniform.cdf).pvalue > 1e-3
+    other, _ = words(key, 4, jnp.arange(20000))
+    assert abs(np.corrcoef(np.asarray(uniform(w0, jnp.float32)), np.asarray(uniform(other, jnp.float32)))[0, 1]) < 0.03
+    assert uniform(w0, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32).dtype == jnp.result_type(float)

@@ -106,7 +106,7 @@ def key_data(key):
 
 
 def transition_keys(rng):
-    """The chain's next key data, and the momentum and trajectory keys of one transition.
+    """The chain's next key data, the momentum key and the trajectory's raw key data of one transition.
 
     The chain's key is stored as raw key data; a transition's keys come from the loop-free hash of
     `npr.infer.rng`, which takes two-word key data as JAX's default PRNG stores it (other default
@@ -114,11 +114,11 @@ def transition_keys(rng):
     """
     if rng.shape == (2,) and rng.dtype == jnp.uint32:
         key, key_momentum, key_transition = jax.random.split(jax.random.wrap_key_data(rng, impl=STRAIGHT_THREEFRY), 3)
-        return jax.random.key_data(key), key_momentum, key_transition
+        return jax.random.key_data(key), key_momentum, jax.random.key_data(key_transition)
     rng, key_local = jax.random.split(rng)
     local = jax.random.wrap_key_data(jax.random.bits(key_local, (2,), jnp.uint32), impl=STRAIGHT_THREEFRY)
     key_momentum, key_transition = jax.random.split(local)
-    return rng, key_momentum, key_transition
+    return rng, key_momentum, jax.random.key_data(key_transition)
 
 
 def flat_potential(potential_fn, unravel, potential_args=()):

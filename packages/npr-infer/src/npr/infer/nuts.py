@@ -16,9 +16,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax, random
+from jax import lax
 
 from npr.infer.integrator import IntegratorState, kinetic_energy, leapfrog, velocity
+from npr.infer.rng import uniform, words
+
+# Streams of `words` under a subtree's key (leaves) and a trajectory's key (doublings, HMC).
+_LEAF, _DOUBLING, _METROPOLIS = 3, 4, 5
 
 
 class TransitionInfo(NamedTuple):
@@ -98,7 +102,7 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     leaf_log_weight = -delta
     log_weight = jnp.logaddexp(tree.log_weight, leaf_log_weight)
     # Leaf n's draw comes from the subtree's key and n: no key is carried from leaf to leaf.
-    u = random.uniform(random.fold_in(tree.key, tree.leaf), dtype=dtype)
+    u = uniform(words(tree.key, _LEAF, tree.leaf)[0], dtype)
     take = jnp.log(u) < leaf_log_weight - log_weight
     proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, tree.proposal)
     proposal_energy = jnp.where(take, energy, tree.proposal_energy)
@@ -178,22 +182,24 @@ def init_trajectory(start, energy0, key):
 
 
 class Doubling(NamedTuple):
-    """What a doubling needs besides its subtree: its direction and the key of the merge."""
+    """What a doubling needs besides its subtree: its direction and the uniform of the merge."""
 
     forward: jax.Array
     direction: jax.Array
-    key_merge: jax.Array
+    merge_uniform: jax.Array
 
 
 def start_doubling(traj, energy0, max_tree_depth):
-    """Choose the direction of the next doubling; return the trajectory (key advanced), the doubling
-    and the empty subtree that grows from the trajectory's edge in that direction."""
-    key, key_direction, key_subtree, key_merge = random.split(traj.key, 4)
-    forward = random.bernoulli(key_direction)
-    direction = jnp.where(forward, 1.0, -1.0).astype(traj.left.x.dtype)
+    """Choose the direction of the next doubling; return the trajectory (unchanged: its depth counts
+    the doublings), the doubling and the empty subtree that grows from its edge in that direction."""
+    # One hash per doubling, counted by depth: the direction bit, the merge's uniform, the subtree key.
+    w0, w1 = words(traj.key, _DOUBLING, 2 * traj.depth + jnp.arange(2))
+    forward = (w0[0] & 1) == 1
+    dtype = traj.left.x.dtype
+    direction = jnp.where(forward, 1.0, -1.0).astype(dtype)
     edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
-    subtree = init_subtree(edge, energy0, key_subtree, max_tree_depth)
-    return traj._replace(key=key), Doubling(forward, direction, key_merge), subtree
+    subtree = init_subtree(edge, energy0, jnp.stack([w0[1], w1[1]]), max_tree_depth)
+    return traj, Doubling(forward, direction, uniform(w1[0], dtype)), subtree
 
 
 def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
@@ -202,8 +208,7 @@ def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
     valid = ~subtree.turning & ~subtree.diverging
     left = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, subtree.end)
     right = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), subtree.end, traj.right)
-    dtype = traj.left.x.dtype
-    log_u = jnp.log(random.uniform(doubling.key_merge, dtype=dtype))
+    log_u = jnp.log(doubling.merge_uniform)
     take = valid & (log_u < subtree.log_weight - traj.log_weight)
     proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
     rho = traj.rho + subtree.rho
@@ -260,7 +265,7 @@ def nuts_transition(
       start: the IntegratorState at the current point and fresh momentum.
       energy0: its Hamiltonian.
       step_size: leapfrog step size.
-      key: PRNG key for directions and multinomial choices.
+      key: raw key data (uint32[2]) for directions and multinomial choices (`npr.infer.rng.words`).
       max_tree_depth: at most 2^max_tree_depth - 1 leapfrog steps.
       max_delta_energy: an energy error above this is a divergence.
     Returns:
@@ -303,7 +308,7 @@ def hmc_transition(
     delta = energy - energy0
     delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)
     accept_prob = jnp.minimum(1.0, jnp.exp(-delta))
-    accept = random.uniform(key, dtype=start.x.dtype) < accept_prob
+    accept = uniform(words(key, _METROPOLIS, 0)[0], start.x.dtype) < accept_prob
     state = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), end, start)
     return TransitionInfo(
         state=state,

@@ -1,4 +1,4 @@
-"""Threefry keys for the many small draws inside a transition, with a straight-line hash.
+"""Threefry draws for the many small choices inside a transition, with a straight-line hash.
 
 XLA on CPU receives JAX's threefry hash as a loop of five iterations (JAX lowers it that way on CPU
 to keep compilation short), and its runtime dispatches each iteration of such a loop separately.
@@ -7,8 +7,10 @@ were a large part of a leaf on small models. The same Threefry-2x32 hash written
 operations fuses into the surrounding kernels. JAX's Philox keys are also loop-free, but do not
 compile inside `shard_map`/`pmap` (jax 0.10), which the 'parallel' chain method uses.
 
-Keys of `STRAIGHT_THREEFRY` work with every `jax.random` sampler. They are made only from fresh
-bits of the chain's own (default) key, so a run stays reproducible from the user's key.
+Keys of `STRAIGHT_THREEFRY` work with every `jax.random` sampler (the momentum draws). The tree's
+coin flips and uniforms come straight from `words(key, stream, counter)` on raw key data, one hash
+per leaf or doubling, which keeps the compiled program small. All of it derives from the chain's
+own key, so a run stays reproducible from the user's key.
 """
 
 import math
@@ -19,7 +21,8 @@ from jax import lax
 from jax.extend.random import define_prng_impl
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-# Counter high words that keep split, fold_in and random_bits streams apart.
+# Counter high words that keep split, fold_in and random_bits streams apart (`words` callers use
+# streams from 3 on).
 _SPLIT, _FOLD_IN, _BITS = 0, 1, 2
 
 
@@ -47,6 +50,29 @@ def threefry2x32(key, x0, x1):
         x0 = x0 + ks[(block + 1) % 3]
         x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)
     return x0, x1
+
+
+def words(key, stream, counter):
+    """Two fresh 32-bit words (arrays shaped like `counter`) for `counter` in `stream` under raw key data.
+
+    Example:
+      >>> w0, w1 = words(jnp.array([0, 1], jnp.uint32), 3, jnp.arange(2))
+      >>> w0.shape, w0.dtype
+      ((2,), dtype('uint32'))
+    """
+    counter = jnp.asarray(counter).astype(jnp.uint32)
+    return threefry2x32(key, jnp.full(counter.shape, stream, jnp.uint32), counter)
+
+
+def uniform(word, dtype):
+    """A uniform draw on [0, 1) from a 32-bit word (23 random mantissa bits, as `jax.random.uniform`).
+
+    Example:
+      >>> float(uniform(jnp.uint32(0), jnp.float32)), float(uniform(jnp.uint32(2**32 - 1), jnp.float32)) < 1
+      (0.0, True)
+    """
+    mantissa = (word >> np.uint32(9)) | np.uint32(0x3F800000)
+    return (lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0).astype(dtype)
 
 
 def _counters(stream, n):
