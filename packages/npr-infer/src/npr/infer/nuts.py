@@ -111,7 +111,7 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     # Leaf n closes the aligned blocks of 2^k leaves for 1 <= k <= T = trailing_ones(n). Writing each
     # leaf to row popcount(n) keeps every open block's first leaf: the block of level k starts at
     # row popcount(n) - k and its second half at the row after (for k = 1, leaf n itself); rows above
-    # belong to closed blocks. One row per leaf is written, in place.
+    # belong to closed blocks. One row per leaf is written.
     n = tree.leaf
     top = lax.population_count(n)
     v_right = velocity(inverse_mass_matrix, new.r)
