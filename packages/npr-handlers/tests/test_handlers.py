@@ -70,6 +70,14 @@ def test_seed_accepts_every_key_kind(Normal, key):
     assert np.isfinite(value)
 
 
+def test_seed_accepts_key_data_of_another_default_prng(Normal):
+    with jax.default_prng_impl("rbg"):  # four-word key data
+        draws = [h.seed(lambda: h.sample("x", Normal()), jax.random.PRNGKey(k))() for k in (0, 1)]
+    assert np.all(np.isfinite(draws)) and draws[0] != draws[1]
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):  # four words where the default wants two
+        h.seed(lambda: None, jnp.zeros(4, jnp.uint32))
+
+
 def test_seed_rejects_bad_key(Normal):
     with pytest.raises(ValueError, match="seed expects an int"):
         h.seed(lambda: None, jnp.zeros(3))

@@ -88,3 +88,18 @@ def test_words_and_uniform():
     other, _ = words(key, 4, jnp.arange(20000))
     assert abs(np.corrcoef(np.asarray(uniform(w0, jnp.float32)), np.asarray(uniform(other, jnp.float32)))[0, 1]) < 0.03
     assert uniform(w0, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32).dtype == jnp.result_type(float)
+
+
+def test_mcmc_runs_with_the_rbg_default_prng():
+    import npr.distributions as dist
+    from npr.handlers import sample
+    from npr.infer import MCMC, NUTS
+
+    with jax.default_prng_impl("rbg"):
+        mcmc = MCMC(
+            NUTS(lambda: sample("x", dist.Normal(1.0, 2.0))), num_warmup=200, num_samples=1000, progress_bar=False
+        )
+        mcmc.run(jax.random.PRNGKey(0))
+    x = np.asarray(mcmc.get_samples()["x"])
+    assert mcmc.last_state.rng.shape[-1] == 4
+    assert abs(x.mean() - 1.0) < 0.5 and abs(x.std() - 2.0) < 0.4

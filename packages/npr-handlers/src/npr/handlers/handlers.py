@@ -161,10 +161,12 @@ def _as_key(rng_seed):
     key = jnp.asarray(rng_seed) if not isinstance(rng_seed, jax.Array) else rng_seed
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
-    if key.dtype != jnp.uint32 or key.shape[-1:] != (2,):
+    # Raw key data of the default PRNG: two words for threefry, four for rbg.
+    data_shape = jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape
+    if key.dtype != jnp.uint32 or key.shape[key.ndim - len(data_shape) :] != data_shape:
         raise ValueError(
-            f"seed expects an int, a PRNGKey (uint32 of shape (2,)) or a jax.random.key, got dtype {key.dtype} "
-            f"and shape {key.shape}"
+            f"seed expects an int, a PRNGKey (uint32 of shape {data_shape}) or a jax.random.key, got dtype "
+            f"{key.dtype} and shape {key.shape}"
         )
     return key
 
