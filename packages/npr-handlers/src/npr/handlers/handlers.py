@@ -4,6 +4,7 @@ Every handler wraps a callable (`trace(model)`) or works as a context manager (`
 Handlers nest freely; the innermost one sees each site first.
 """
 
+import functools
 from collections import OrderedDict
 
 import jax
@@ -155,14 +156,19 @@ class block(Messenger):
             msg["stop"] = True
 
 
+@functools.cache
+def _key_data_shape(default_prng_impl):
+    """Shape of the default PRNG's raw key data: (2,) for threefry, (4,) for rbg (cached per PRNG)."""
+    return jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape
+
+
 def _as_key(rng_seed):
     if isinstance(rng_seed, (int, np.integer)):
         return jax.random.PRNGKey(int(rng_seed))
     key = jnp.asarray(rng_seed) if not isinstance(rng_seed, jax.Array) else rng_seed
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
-    # Raw key data of the default PRNG: two words for threefry, four for rbg.
-    data_shape = jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape
+    data_shape = _key_data_shape(jax.config.jax_default_prng_impl)
     if key.dtype != jnp.uint32 or key.shape[key.ndim - len(data_shape) :] != data_shape:
         raise ValueError(
             f"seed expects an int, a PRNGKey (uint32 of shape {data_shape}) or a jax.random.key, got dtype "
