@@ -75,10 +75,6 @@ def uniform(word, dtype):
     return (lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0).astype(dtype)
 
 
-def _counters(stream, n):
-    return jnp.full((n,), stream, jnp.uint32), lax.iota(jnp.uint32, n)
-
-
 def _seed(seed):
     seed = jnp.asarray(seed)
     high = (seed.astype(jnp.uint64) >> 32).astype(jnp.uint32) if seed.dtype.itemsize == 8 else jnp.zeros((), jnp.uint32)
@@ -86,17 +82,17 @@ def _seed(seed):
 
 
 def _split(key, shape):
-    w0, w1 = threefry2x32(key, *_counters(_SPLIT, math.prod(shape)))
+    w0, w1 = words(key, _SPLIT, lax.iota(jnp.uint32, math.prod(shape)))
     return jnp.stack([w0, w1], axis=-1).reshape(tuple(shape) + (2,))
 
 
 def _fold_in(key, data):
-    w0, w1 = threefry2x32(key, jnp.uint32(_FOLD_IN), jnp.asarray(data).astype(jnp.uint32))
+    w0, w1 = words(key, _FOLD_IN, data)
     return jnp.stack([w0, w1])
 
 
 def _random_bits(key, bit_width, shape):
-    w0, w1 = threefry2x32(key, *_counters(_BITS, math.prod(shape)))
+    w0, w1 = words(key, _BITS, lax.iota(jnp.uint32, math.prod(shape)))
     if bit_width == 64:
         bits = (w0.astype(jnp.uint64) << np.uint64(32)) | w1.astype(jnp.uint64)
     else:
