@@ -37,6 +37,25 @@ def _min_ess(samples, num_chains):
     return float(min(values))
 
 
+KEYS = {"value": 4}
+
+
+def _seeds():
+    """Seeds of the runs whose draws give ESS: 1 (the *second* run) and then 100, 101, ..."""
+    return [1] + [100 + k for k in range(KEYS["value"] - 1)]
+
+
+def _over_keys(draws, mcmc, chains, run):
+    """Mean min bulk ESS and mean sampling-phase gradient count over the runs of `_seeds()`; `draws`
+    (and `mcmc`'s extra fields) are those of the seed-1 run that has just finished."""
+    per_key = [(_min_ess(draws, chains), int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"]))))]
+    for seed in _seeds()[1:]:
+        draws = run(seed)
+        per_key.append((_min_ess(draws, chains), int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))))
+    ess, grads = np.mean(per_key, axis=0)
+    return float(ess), float(grads)
+
+
 def _timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -63,7 +82,7 @@ def bench_npr(model, args, warmup, samples, chains):
 
     first, _ = _timed(lambda: run(0))
     second, draws = _timed(lambda: run(1))
-    steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+    ess, steps = _over_keys(draws, mcmc, chains, lambda seed: run(seed))
     mcmc.post_warmup_state = mcmc.last_state  # continue: sampling only, compiled programs reused
     sampling = min(_timed(lambda: run(2))[0] for _ in range(3))  # best of 3: this machine is noisy
     # Progress bar cost: the same continued sampling with the bar on (its variant compiled first).
@@ -75,7 +94,7 @@ def bench_npr(model, args, warmup, samples, chains):
         "first": first,
         "second": second,
         "sampling": sampling,
-        "ess": _min_ess(draws, chains),
+        "ess": ess,
         "grads": steps,
         "bar_cost": with_bar / without_bar - 1.0,
         "bar_base": without_bar,
@@ -109,7 +128,7 @@ def bench_numpyro(model, args, warmup, samples, chains):
 
     first, _ = _timed(lambda: run(0))
     second, draws = _timed(lambda: run(1))
-    steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+    ess, steps = _over_keys(draws, mcmc, chains, lambda seed: run(seed))
     # NumPyro compiles on every run, and on small models sampling is a small part of a run next to
     # the compilation and its noise (~0.1 s). Sampling alone: runs continued from the warmed-up state
     # (no warmup), k times the draws minus the draws, over k - 1, each the best of two, with k grown
@@ -134,7 +153,7 @@ def bench_numpyro(model, args, warmup, samples, chains):
         "first": first,
         "second": second,
         "sampling": max(extra / (factor - 1), 1e-4),
-        "ess": _min_ess(draws, chains),
+        "ess": ess,
         "grads": steps,
     }
 
@@ -150,16 +169,21 @@ def bench_blackjax(model, args, warmup, samples, chains):
 
     run, run_double = make(samples), make(2 * samples)
     first, _ = _timed(lambda: run(jax.random.PRNGKey(0)))
-    second, (positions, steps) = _timed(lambda: run(jax.random.PRNGKey(1)))
+    second, _ = _timed(lambda: run(jax.random.PRNGKey(1)))
     run_double(jax.random.PRNGKey(0))
     longer, _ = _timed(lambda: run_double(jax.random.PRNGKey(1)))
-    flat = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in positions.items()}
+    per_key = []
+    for seed in _seeds():
+        positions, steps = run(jax.random.PRNGKey(seed))
+        flat = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in positions.items()}
+        per_key.append((_min_ess(flat, chains), int(np.sum(steps))))
+    ess, grads = np.mean(per_key, axis=0)
     return {
         "first": first,
         "second": second,
         "sampling": max(longer - second, 1e-9),
-        "ess": _min_ess(flat, chains),
-        "grads": int(np.sum(steps)),
+        "ess": ess,
+        "grads": grads,
     }
 
 
@@ -210,6 +234,9 @@ def main():
     parser.add_argument("--append", action="store_true", help="append a section to --out instead of replacing it")
     parser.add_argument("--chain-method", default="vectorized", choices=["vectorized", "sequential"])
     parser.add_argument(
+        "--keys", type=int, default=4, help="runs (keys) whose min bulk ESS and gradient counts are averaged"
+    )
+    parser.add_argument(
         "--small-loops",
         action="store_true",
         help="call npr.infer.compile_small_loops_as_one_kernel() first (every sampler in the process gets it)",
@@ -218,6 +245,7 @@ def main():
     if options.small_loops:
         compile_small_loops_as_one_kernel()
     CHAIN_METHOD["value"] = options.chain_method
+    KEYS["value"] = max(1, options.keys)
     peers = {"npr": bench_npr, "numpyro": bench_numpyro}
     try:
         import blackjax  # noqa: F401
@@ -238,7 +266,7 @@ def main():
             r = results[peer]
             print(
                 f"{name:>24} {peer:>9}: first {r['first']:.2f}s second {r['second']:.2f}s "
-                f"sampling {r['sampling']:.3f}s min ESS {r['ess']:.0f} grads {r['grads']}",
+                f"sampling {r['sampling']:.3f}s min ESS {r['ess']:.0f} grads {r['grads']:.0f}",
                 flush=True,
             )
         rows.append((name, t_grad, results))
@@ -261,8 +289,8 @@ def write(rows, options, peers):
         + (", small loops as one kernel" if options.small_loops else ""),
         "",
         f"Command: `python benchmarks/run.py --models {options.models} --warmup {options.warmup} "
-        f"--samples {options.samples} --chains {options.chains} --chain-method {options.chain_method}"
-        f"{' --small-loops' if options.small_loops else ''}` "
+        f"--samples {options.samples} --chains {options.chains} --chain-method {options.chain_method} "
+        f"--keys {options.keys}{' --small-loops' if options.small_loops else ''}` "
         "(run by `nox -s bench`).",
         f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
         f"jax {jax.__version__}; float32; npr and NumPyro chains {options.chain_method} (BlackJAX: vmapped); "
@@ -281,8 +309,10 @@ def write(rows, options, peers):
         "compilation (npr: the best of 3 continued runs; NumPyro, which compiles on every run: (a run "
         "continued from the warmed-up state with k times the draws minus one with the draws) / (k - 1), each "
         "the best of 2, k from 5 to 40 so that the difference is about 3 s; "
-        "BlackJAX: a compiled run with twice the draws minus *second*); ESS/s: minimum bulk ESS over all "
-        "parameters / *sampling*; grads: leapfrog steps of the sampling phase; "
+        "BlackJAX: a compiled run with twice the draws minus *second*); min bulk ESS: the minimum bulk ESS "
+        f"over all parameters, averaged over {options.keys} runs with different keys (warmup and sampling "
+        "each; one key's figure swings by a factor of 2-4 on some models); ESS/s: that / *sampling*; grads: "
+        "leapfrog steps of a sampling phase (same average); "
         "overhead: *sampling* / (grads x one compiled value-and-grad).",
         "",
         "| model | sampler | first (s) | second (s) | sampling (s) | min bulk ESS | ESS/s | ESS/s vs NumPyro | "

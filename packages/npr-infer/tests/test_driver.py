@@ -42,6 +42,26 @@ def test_compiles_once_across_runs_keys_data_and_continuation():
     assert TRACE_COUNTS["chain"] == traced
 
 
+def test_continued_run_traces_the_model_only_when_its_arguments_may_have_changed():
+    calls = []
+
+    def counted(x, y=None):
+        calls.append(None)
+        regression(x, y)
+
+    x, y = jnp.asarray(X), jnp.asarray(Y)
+    mcmc = MCMC(NUTS(counted), num_warmup=50, num_samples=20, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), x, y)
+    mcmc.post_warmup_state = mcmc.last_state
+    before = len(calls)
+    mcmc.run(jax.random.PRNGKey(1), x, y)  # the same immutable arrays: nothing to check again
+    assert len(calls) == before
+    mcmc.run(jax.random.PRNGKey(1), X, Y)  # NumPy arrays may have been changed in place
+    assert len(calls) == before + 1
+    with pytest.raises(ValueError, match="site 'y': observed data contains nan"):
+        mcmc.run(jax.random.PRNGKey(1), X, Y.copy() * np.where(np.arange(30) == 3, np.nan, 1.0))
+
+
 def test_continuation_starts_where_the_last_run_ended():
     mcmc = make_mcmc(chain_method="sequential", num_chains=1)
     mcmc.run(jax.random.PRNGKey(0), X, Y)

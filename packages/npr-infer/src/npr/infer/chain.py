@@ -11,6 +11,7 @@ The progress bar is fed between calls that each run a chunk of iterations (`prog
 """
 
 import collections
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -124,6 +125,13 @@ def empty_buffer(state, num_kept, fields, num_chains=None):
     """Zeros to hold `num_kept` draws of `z` and `fields` (with a leading chain axis if `num_chains`)."""
     if num_kept == 0:
         return None
+    return _zeros_for(state, num_kept, fields, num_chains)
+
+
+# The helpers below run once per call of `run_chains`: each is one compiled call instead of one
+# dispatch per leaf of the state (a run of a small model took milliseconds in these alone).
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _zeros_for(state, num_kept, fields, num_chains):
     kept = state.z, {name: getattr(state, name) for name in fields}
     lead = (num_kept,) if num_chains is None else (num_chains, num_kept)
     shape = lambda x: lead + jnp.shape(x)[0 if num_chains is None else 1 :]
@@ -162,10 +170,12 @@ def _parallel_program(potential, fields):
     return _PARALLEL[potential, fields]
 
 
+@jax.jit
 def _tree_stack(trees):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
+@jax.jit
 def _tree_index(tree, i):
     return jax.tree_util.tree_map(lambda x: x[i], tree)
 
@@ -196,7 +206,7 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
 
     def run(program, state, buffer, label):
         if not show:
-            return program(state, buffer, Schedule(*(jnp.asarray(x) for x in schedule)))
+            return program(state, buffer, schedule)
         bar_id = progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
         out = _in_chunks(program, state, buffer, schedule, bar_id)
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
@@ -230,7 +240,7 @@ def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):
     schedule = make_schedule(num_warmup, 0)
     program = lambda s, b, sched: _single(potential_fn, s, b, sched, (), ())
     if not progbar:
-        return program(state, None, Schedule(*(jnp.asarray(x) for x in schedule)))[0]
+        return program(state, None, schedule)[0]
     bar_id = progress.open_bar(num_warmup, desc)
     state, _ = _in_chunks(program, state, None, schedule, bar_id)
     progress.close_bar(bar_id, state, progress.hmc_postfix)
