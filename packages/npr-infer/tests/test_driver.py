@@ -42,7 +42,7 @@ def test_compiles_once_across_runs_keys_data_and_continuation():
     assert TRACE_COUNTS["chain"] == traced
 
 
-def test_continued_run_traces_the_model_only_when_its_arguments_may_have_changed():
+def test_model_is_traced_again_only_when_its_arguments_or_prior_draws_may_change():
     calls = []
 
     def counted(x, y=None):
@@ -52,14 +52,22 @@ def test_continued_run_traces_the_model_only_when_its_arguments_may_have_changed
     x, y = jnp.asarray(X), jnp.asarray(Y)
     mcmc = MCMC(NUTS(counted), num_warmup=50, num_samples=20, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(0), x, y)
-    mcmc.post_warmup_state = mcmc.last_state
     before = len(calls)
     mcmc.run(jax.random.PRNGKey(1), x, y)  # the same immutable arrays: nothing to check again
+    assert len(calls) == before
+    mcmc.post_warmup_state = mcmc.last_state
+    mcmc.run(jax.random.PRNGKey(1), x, y)
     assert len(calls) == before
     mcmc.run(jax.random.PRNGKey(1), X, Y)  # NumPy arrays may have been changed in place
     assert len(calls) == before + 1
     with pytest.raises(ValueError, match="site 'y': observed data contains nan"):
         mcmc.run(jax.random.PRNGKey(1), X, Y.copy() * np.where(np.arange(30) == 3, np.nan, 1.0))
+    # Initial values drawn from the prior depend on the key, so a fresh run traces the model anew.
+    from_prior = MCMC(NUTS(counted, init_strategy="prior"), num_warmup=50, num_samples=20, progress_bar=False)
+    from_prior.run(jax.random.PRNGKey(0), x, y)
+    before = len(calls)
+    from_prior.run(jax.random.PRNGKey(1), x, y)
+    assert len(calls) > before
 
 
 def test_continuation_starts_where_the_last_run_ended():

@@ -129,11 +129,12 @@ class MCMC:
         if self.kernel.model is None:
             potential = self._potentials.setdefault("potential_fn", _PlainPotential(self.kernel.potential_fn))
             return potential, None, ("potential_fn",), ()
-        # A continued run given the very same immutable arguments as the last run has nothing new to
-        # check or learn from tracing the model again (milliseconds on small models).
-        continuing = self.post_warmup_state is not None
+        # Given the very same immutable arguments as the last run, tracing the model again has nothing new
+        # to check or learn (it costs milliseconds, and compiles any lax.scan in the model again), unless
+        # this run starts from prior draws, which depend on the key.
+        from_prior = self.post_warmup_state is None and self.kernel.init_strategy in ("prior", "median")
         if (
-            continuing
+            not from_prior
             and self._structure is not None
             and self._structure[0] is self.kernel.model
             and _same_immutable((args, kwargs), self._structure[1])
