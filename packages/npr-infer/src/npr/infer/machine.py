@@ -87,7 +87,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         after_window = jnp.any(schedule.window_ends == t[..., None] - 1, axis=-1)
         return adapting(t) & (first | after_window)
 
-    def begin(state, t):
+    def begin(state, t, checkpoints=None):
         x, _ = ravel_pytree(state.z)
         grad, _ = ravel_pytree(state.z_grad)
         key, key_momentum, key_transition = transition_keys(state.rng)
@@ -95,7 +95,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         r = draw_momentum(key_momentum, adapt.mass_matrix_sqrt, x)
         energy0 = state.potential_energy + kinetic_energy(adapt.inverse_mass_matrix, r)
         traj = init_trajectory(IntegratorState(x, r, state.potential_energy, grad), energy0, key_transition)
-        traj, doubling, subtree = start_doubling(traj, energy0, max_depth)
+        traj, doubling, subtree = start_doubling(traj, energy0, max_depth, checkpoints)
         return _Machine(state._replace(rng=key), traj, doubling, subtree, energy0, t)
 
     def leaf(m):
@@ -107,7 +107,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         return m._replace(traj=merge_subtree(m.traj, m.doubling, m.subtree, m.state.adapt_state.inverse_mass_matrix))
 
     def next_doubling(m):
-        traj, doubling, subtree = start_doubling(m.traj, m.energy0, max_depth)
+        traj, doubling, subtree = start_doubling(m.traj, m.energy0, max_depth, m.subtree.checkpoints)
         return m._replace(traj=traj, doubling=doubling, subtree=subtree)
 
     def finish(m):
@@ -139,14 +139,23 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         return m._replace(state=search_step_size(potential, m.state, potential_args))
 
     def begin_next(m):
-        return begin(m.state, m.t)
+        return begin(m.state, m.t, m.subtree.checkpoints)
+
+    def without_checkpoints(subtree):
+        return subtree._replace(checkpoints=None)
 
     def begin_some(m, again):
-        # A new transition leaves the chain's state but its key as it is: select only what changes.
+        # A new transition leaves the chain's state but its key as it is, and its subtree's checkpoint
+        # rows are rewritten before they are read: select only what changes.
         started = vmap(begin_next)(m)
         rng = _where_batched(again, started.state.rng, m.state.rng)
-        fresh = _where_batched(again, started._replace(state=None, t=None), m._replace(state=None, t=None))
-        return fresh._replace(state=m.state._replace(rng=rng), t=m.t)
+        fresh = _where_batched(
+            again,
+            started._replace(state=None, t=None, subtree=without_checkpoints(started.subtree)),
+            m._replace(state=None, t=None, subtree=without_checkpoints(m.subtree)),
+        )
+        subtree = fresh.subtree._replace(checkpoints=m.subtree.checkpoints)
+        return fresh._replace(state=m.state._replace(rng=rng), t=m.t, subtree=subtree)
 
     vmap = jax.vmap
     num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
@@ -170,9 +179,12 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         continuing = done_subtree & ~done
         doubled = vmap(next_doubling)(m)
         fresh = _where_batched(
-            continuing, (doubled.traj.key, doubled.doubling, doubled.subtree), (m.traj.key, m.doubling, m.subtree)
+            continuing,
+            (doubled.traj.key, doubled.doubling, without_checkpoints(doubled.subtree)),
+            (m.traj.key, m.doubling, without_checkpoints(m.subtree)),
         )
-        return m._replace(traj=m.traj._replace(key=fresh[0]), doubling=fresh[1], subtree=fresh[2]), buffers
+        subtree = fresh[2]._replace(checkpoints=m.subtree.checkpoints)
+        return m._replace(traj=m.traj._replace(key=fresh[0]), doubling=fresh[1], subtree=subtree), buffers
 
     def body(carry):
         m, buffers = carry

@@ -72,16 +72,22 @@ def _trailing_zeros(n):
     return lax.population_count((n & -n) - 1)
 
 
-def init_subtree(start, energy0, key, max_tree_depth):
-    """An empty subtree that will grow from `start` (its first leaf is one step away)."""
+def init_subtree(start, energy0, key, max_tree_depth, checkpoints=None):
+    """An empty subtree that will grow from `start` (its first leaf is one step away).
+
+    `checkpoints` may be those of an earlier subtree: a leaf only reads rows that leaves of its own
+    subtree wrote, so old contents never matter (and reusing them saves clearing them).
+    """
     dim = start.x.shape[0]
+    if checkpoints is None:
+        checkpoints = (jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),) * 5
     return Subtree(
         end=start,
         proposal=start,
         proposal_energy=energy0,
         log_weight=jnp.array(-jnp.inf, start.x.dtype),
         rho=jnp.zeros(dim, start.x.dtype),
-        checkpoints=(jnp.zeros((max_tree_depth + 1, dim), start.x.dtype),) * 5,
+        checkpoints=checkpoints,
         leaf=jnp.array(0),
         turning=jnp.array(False),
         diverging=jnp.array(False),
@@ -189,16 +195,17 @@ class Doubling(NamedTuple):
     merge_uniform: jax.Array
 
 
-def start_doubling(traj, energy0, max_tree_depth):
+def start_doubling(traj, energy0, max_tree_depth, checkpoints=None):
     """Choose the direction of the next doubling; return the trajectory (unchanged: its depth counts
-    the doublings), the doubling and the empty subtree that grows from its edge in that direction."""
+    the doublings), the doubling and the empty subtree that grows from its edge in that direction
+    (with `checkpoints` reused, see `init_subtree`)."""
     # One hash per doubling, counted by depth: the direction bit, the merge's uniform, the subtree key.
     w0, w1 = words(traj.key, _DOUBLING, 2 * traj.depth + jnp.arange(2))
     forward = (w0[0] & 1) == 1
     dtype = traj.left.x.dtype
     direction = jnp.where(forward, 1.0, -1.0).astype(dtype)
     edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
-    subtree = init_subtree(edge, energy0, jnp.stack([w0[1], w1[1]]), max_tree_depth)
+    subtree = init_subtree(edge, energy0, jnp.stack([w0[1], w1[1]]), max_tree_depth, checkpoints)
     return traj, Doubling(forward, direction, uniform(w1[0], dtype)), subtree
 
 
