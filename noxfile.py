@@ -115,7 +115,7 @@ CHAIN_MODELS = "eight_schools,logistic_seed,kidiq_interaction,garch11,low_dim_ga
 
 @nox.session(python=PYTHON)
 def bench(session):
-    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md (~45 min)."""
+    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md (~50 min)."""
     _install_all(session)
     session.install("numpyro", "blackjax", "arviz")
     run = ("python", "benchmarks/run.py")
@@ -126,7 +126,9 @@ def bench(session):
         chains = ("--chains", "4", "--warmup", "500", "--samples", "500", "--chain-method", method)
         session.run(*run, "--models", CHAIN_MODELS, *chains, "--append")
     # Large models: fewer iterations (a leapfrog step costs milliseconds).
-    session.run(*run, "--models", "covtype_synthetic,diamonds", "--warmup", "200", "--samples", "200", "--append")
+    session.run(
+        *run, "--models", "covtype_synthetic,diamonds", "--warmup", "200", "--samples", "200", "--keys", "1", "--append"
+    )
     first = ("python", "benchmarks/first_draws.py")
     session.run(*first, "--models", "logistic_seed,eight_schools,kidiq_interaction,garch11,low_dim_gauss_mix")
     session.run(
