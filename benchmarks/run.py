@@ -310,7 +310,7 @@ def write(rows, options, peers):
         "continued from the warmed-up state with k times the draws minus one with the draws) / (k - 1), each "
         "the best of 2, k from 5 to 40 so that the difference is about 3 s; "
         "BlackJAX: a compiled run with twice the draws minus *second*); min bulk ESS: the minimum bulk ESS "
-        f"over all parameters, averaged over {options.keys} runs with different keys (warmup and sampling "
+        f"over all parameters, averaged over {options.keys} run(s) with different keys (warmup and sampling "
         "each; one key's figure swings by a factor of 2-4 on some models); ESS/s: that / *sampling*; grads: "
         "leapfrog steps of a sampling phase (same average); "
         "overhead: *sampling* / (grads x one compiled value-and-grad).",
