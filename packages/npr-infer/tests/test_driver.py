@@ -1,6 +1,7 @@
 import pickle
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +10,8 @@ import pytest
 
 import npr.distributions as dist
 from npr.handlers import deterministic, plate, sample
-from npr.infer import HMC, MCMC, NUTS
-from npr.infer.chain import TRACE_COUNTS
+from npr.infer import HMC, MCMC, NUTS, chain
+from npr.infer.chain import TRACE_COUNTS, runs_in_lockstep
 
 
 def regression(x, y=None):
@@ -97,7 +98,31 @@ def test_split_runs_match_one_long_run():
     np.testing.assert_allclose(np.concatenate([first, second]), one.get_samples()["slope"], atol=1e-5)
 
 
-def test_sequential_and_vectorized_chains_agree():
+# Vectorized NUTS chains run in lockstep or asynchronously depending on the model's size
+# (chain.LOCKSTEP_MAX_ELEMENTS); these tests force each program in turn.
+VECTORIZED_PROGRAMS = {"lockstep": 10**12, "asynchronous": -1}
+
+
+@pytest.fixture(params=sorted(VECTORIZED_PROGRAMS))
+def vectorized_program(request, monkeypatch):
+    monkeypatch.setattr(chain, "LOCKSTEP_MAX_ELEMENTS", VECTORIZED_PROGRAMS[request.param])
+    return request.param
+
+
+def test_vectorized_chains_run_in_lockstep_only_when_a_gradient_is_tiny():
+    small = lambda z: jnp.sum(z["x"] ** 2)
+    matrix = jnp.eye(40)
+    large = lambda z: z["x"] @ matrix @ z["x"]  # a 40 x 40 contraction: 1,600 products
+    looping = lambda z: jax.lax.fori_loop(0, 3, lambda i, c: c + jnp.sum(z["x"] ** 2), 0.0)
+    stacked = lambda algo, size: SimpleNamespace(settings=SimpleNamespace(algo=algo), z={"x": jnp.ones((2, size))})
+    assert runs_in_lockstep(small, stacked("NUTS", 8))
+    assert not runs_in_lockstep(large, stacked("NUTS", 40))
+    assert not runs_in_lockstep(looping, stacked("NUTS", 8))
+    # Static HMC trajectories have one length for every chain: always lockstep.
+    assert runs_in_lockstep(large, stacked("HMC", 40))
+
+
+def test_sequential_and_vectorized_chains_agree(vectorized_program):
     # Sequential and vectorized chains run different compiled programs, which round differently. With
     # the kernel fixed the draws agree to float32 rounding; adaptation feeds rounding back into the step
     # size, after which chains agree only in distribution (checked below through posterior means).
@@ -123,7 +148,7 @@ def test_sequential_and_vectorized_chains_agree():
     assert abs(means["sequential"].mean() - means["vectorized"].mean()) < 5 * se
 
 
-def test_vectorized_chains_of_different_lengths_match_sequential():
+def test_vectorized_chains_of_different_lengths_match_sequential(vectorized_program):
     # Vectorized NUTS chains move on independently (npr.infer.machine): chains whose trajectories
     # differ in length must still give the sequential chains' draws, kept draws and statistics.
     scales = jnp.array([0.05, 1.0, 20.0])

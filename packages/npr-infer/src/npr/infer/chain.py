@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jax_core
 
 from npr.infer import progress
 from npr.infer.adaptation import warmup_schedule
@@ -156,6 +157,61 @@ def _asynchronous_program(potential, states, buffers, schedule, fields, potentia
 # Vectorized NUTS chains that each move on as soon as their own trajectory ends (npr.infer.machine).
 _asynchronous = jax.jit(_asynchronous_program, static_argnums=(0, 4))
 
+# A step of the asynchronous program costs about 5 us more than a lockstep one (its per-chain event
+# checks and selects), while lockstep chains waste the leapfrog steps of trajectories shorter than the
+# longest: below about this many array elements computed per gradient, with no loop in it, the waste
+# is the cheaper of the two. Eight schools (407 elements), 4 chains, 500 + 500: lockstep 110 ms,
+# asynchronous 167 ms; kilpisjarvi (1,844 elements) and garch11 (a loop) are 1.2-1.3x faster asynchronous.
+LOCKSTEP_MAX_ELEMENTS = 1000
+_GRADIENT_WORK = {}
+
+
+def _walk(jaxpr):
+    elements, loops = 0, False
+    for eqn in jaxpr.eqns:
+        loops |= eqn.primitive.name in ("while", "scan")
+        for inner in jax_core.jaxprs_in_params(eqn.params):
+            inner_elements, inner_loops = _walk(inner)
+            elements, loops = elements + inner_elements, loops | inner_loops
+        elements += _elements(eqn)
+    return elements, loops
+
+
+def _elements(eqn):
+    """Elements an operation reads or writes; a contraction counts each product."""
+    size = lambda v: int(np.prod(getattr(v.aval, "shape", ())))
+    if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs_shape = eqn.invars[0].aval.shape
+        return size(eqn.outvars[0]) * int(np.prod([lhs_shape[d] for d in contracting]))
+    return max(size(v) for v in (*eqn.invars, *eqn.outvars))
+
+
+def gradient_work(potential, z, potential_args=()):
+    """(array elements computed by one value-and-grad of `potential` at `z`, whether it loops).
+
+    Example:
+      >>> gradient_work(lambda z: jnp.sum(z["x"] ** 2), {"x": jnp.zeros(3)})
+      (15, False)
+    """
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), (z, potential_args)
+    )
+    key = (potential, jax.tree_util.tree_structure(abstract), tuple(jax.tree_util.tree_leaves(abstract)))
+    if key not in _GRADIENT_WORK:
+        grad = jax.value_and_grad(lambda z, args: potential(z, *args))
+        _GRADIENT_WORK[key] = _walk(jax.make_jaxpr(grad)(*abstract).jaxpr)
+    return _GRADIENT_WORK[key]
+
+
+def runs_in_lockstep(potential, states, potential_args=()):
+    """Whether vectorized chains of `states` run whole transitions in lockstep (see LOCKSTEP_MAX_ELEMENTS)."""
+    if states.settings.algo != "NUTS":
+        return True
+    one_chain = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), states.z)
+    elements, loops = gradient_work(potential, one_chain, potential_args)
+    return not loops and elements <= LOCKSTEP_MAX_ELEMENTS
+
 
 _PARALLEL = {}
 
@@ -196,7 +252,8 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
     """Run stacked chain `states` (leading axis: chain) through `schedule`.
 
     `method` is 'sequential' (one compiled call per chain, one bar each), 'vectorized' (all chains
-    in one program, one bar) or 'parallel' (one device per chain).
+    in one program, one bar; in lockstep or asynchronous, see `runs_in_lockstep`) or 'parallel'
+    (one device per chain).
     Returns the stacked last states and kept draws (chain, draw, ...), or None when `num_kept` is 0.
     """
     num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
@@ -222,8 +279,7 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         last = _tree_stack([r[0] for r in results])
         return last, (_tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":
-        lockstep = states.settings.algo != "NUTS"
-        vectorized = _vectorized if lockstep else _asynchronous
+        vectorized = _vectorized if runs_in_lockstep(potential, states, potential_args) else _asynchronous
         program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
     else:
         parallel = _parallel_program(potential, fields)
