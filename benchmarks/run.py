@@ -9,6 +9,7 @@ import pathlib
 import platform
 import sys
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -41,19 +42,8 @@ KEYS = {"value": 4}
 
 
 def _seeds():
-    """Seeds of the runs whose draws give ESS: 1 (the *second* run) and then 100, 101, ..."""
+    """Seeds of the warmups whose sampling phases give ESS: 1 (the *second* run) and then 100, 101, ..."""
     return [1] + [100 + k for k in range(KEYS["value"] - 1)]
-
-
-def _over_keys(draws, mcmc, chains, run):
-    """Mean min bulk ESS and mean sampling-phase gradient count over the runs of `_seeds()`; `draws`
-    (and `mcmc`'s extra fields) are those of the seed-1 run that has just finished."""
-    per_key = [(_min_ess(draws, chains), int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"]))))]
-    for seed in _seeds()[1:]:
-        draws = run(seed)
-        per_key.append((_min_ess(draws, chains), int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))))
-    ess, grads = np.mean(per_key, axis=0)
-    return float(ess), float(grads)
 
 
 def _timed(fn):
@@ -61,6 +51,19 @@ def _timed(fn):
     out = fn()
     jax.block_until_ready(out)
     return time.perf_counter() - start, out
+
+
+def _best_of(repeats, fn):
+    """The fastest of `repeats` calls of `fn`, which computes the same thing each time (same key)."""
+    runs = [_timed(fn) for _ in range(repeats)]
+    return min(seconds for seconds, _ in runs), runs[-1][1]
+
+
+def _mean_over_keys(per_key):
+    """Mean (min bulk ESS, gradient count, seconds) of the sampling phases, one per key: the ESS, the
+    gradients and the seconds of a key all come from the same draws."""
+    ess, grads, seconds = np.mean(per_key, axis=0)
+    return {"ess": float(ess), "grads": float(grads), "sampling": float(seconds)}
 
 
 CHAIN_METHOD = {"value": "vectorized"}
@@ -77,25 +80,36 @@ def bench_npr(model, args, warmup, samples, chains):
     )
 
     def run(seed):
-        mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("num_steps",))
+        mcmc.post_warmup_state = None
+        mcmc.run(jax.random.PRNGKey(seed), *args)
         return mcmc.get_samples()
 
     first, _ = _timed(lambda: run(0))
-    second, draws = _timed(lambda: run(1))
-    ess, steps = _over_keys(draws, mcmc, chains, lambda seed: run(seed))
-    mcmc.post_warmup_state = mcmc.last_state  # continue: sampling only, compiled programs reused
-    sampling = min(_timed(lambda: run(2))[0] for _ in range(3))  # best of 3: this machine is noisy
+    second, _ = _timed(lambda: run(1))
+    per_key = []
+    for seed in _seeds():
+        if seed != 1:
+            run(seed)
+        warmed = mcmc.last_state
+
+        def continued(seed=seed, warmed=warmed):
+            # Sampling only, from the warmed-up state, with the compiled program of the full runs.
+            mcmc.post_warmup_state = warmed
+            mcmc.run(jax.random.PRNGKey(seed + 1000), *args, extra_fields=("num_steps",))
+            return mcmc.get_samples()
+
+        seconds, draws = _best_of(3, continued)  # this machine is noisy; every repeat draws the same
+        steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+        per_key.append((_min_ess(draws, chains), steps, seconds))
     # Progress bar cost: the same continued sampling with the bar on (its variant compiled first).
     mcmc.progress_bar = True
-    with_bar = min(_timed(lambda: run(4))[0] for _ in range(3))
+    with_bar = min(_timed(lambda: continued())[0] for _ in range(3))
     mcmc.progress_bar = False
-    without_bar = min(_timed(lambda: run(5))[0] for _ in range(3))
+    without_bar = min(_timed(lambda: continued())[0] for _ in range(3))
     return {
         "first": first,
         "second": second,
-        "sampling": sampling,
-        "ess": ess,
-        "grads": steps,
+        **_mean_over_keys(per_key),
         "bar_cost": with_bar / without_bar - 1.0,
         "bar_base": without_bar,
     }
@@ -124,38 +138,48 @@ def bench_numpyro(model, args, warmup, samples, chains):
 
     def run(seed, sampler=mcmc):
         sampler.run(jax.random.PRNGKey(seed), *args, extra_fields=("num_steps",))
-        return sampler.get_samples()
+        return sampler.get_samples(group_by_chain=True), sampler.get_extra_fields(group_by_chain=True)["num_steps"]
 
     first, _ = _timed(lambda: run(0))
-    second, draws = _timed(lambda: run(1))
-    ess, steps = _over_keys(draws, mcmc, chains, lambda seed: run(seed))
+    second, _ = _timed(lambda: run(1))
     # NumPyro compiles on every run, and on small models sampling is a small part of a run next to
-    # the compilation and its noise (~0.1 s). Sampling alone: runs continued from the warmed-up state
-    # (no warmup), k times the draws minus the draws, over k - 1, each the best of two, with k grown
-    # until the difference is about 3 s.
-    warmed = mcmc.last_state
+    # the compilation and its noise (~0.1 s). Sampling alone: from the warmed-up state (no warmup), a
+    # run with k times the draws minus one with the draws, over k - 1, k from 5 to 40 so that the
+    # difference is about 3 s (chosen on the first key). The ESS and gradients of those seconds are
+    # those of the longer run's last (k - 1) x draws: the mean min bulk ESS of its k - 1 blocks of
+    # `samples` draws, and its gradients over k - 1.
+    factor, repeats, per_key = 5, 2, []
+    for seed in _seeds():
+        if seed != 1:
+            run(seed)
+        warmed = mcmc.last_state
 
-    def continued(num_samples):
-        sampler = make(num_samples)
-        sampler.post_warmup_state = warmed
-        return min(_timed(lambda: run(2, sampler))[0] for _ in range(2))
+        def continued(num_samples, seed=seed, warmed=warmed, repeats=repeats):
+            sampler = make(num_samples)
+            sampler.post_warmup_state = warmed
+            return _best_of(repeats, partial(run, seed + 1000, sampler))
 
-    base = continued(samples)
-    factor = 5
-    extra = continued(factor * samples) - base
-    wanted = int(min(40, 3.0 / max(extra / (factor - 1), 1e-3)))
-    if wanted > factor:
-        factor = wanted
-        extra = continued(factor * samples) - base
-    # Each NumPyro run left compiled programs behind; dozens of them exhaust the process's memory maps.
-    jax.clear_caches()
-    return {
-        "first": first,
-        "second": second,
-        "sampling": max(extra / (factor - 1), 1e-4),
-        "ess": ess,
-        "grads": steps,
-    }
+        base, _ = continued(samples)
+        longer, (draws, steps) = continued(factor * samples)
+        if seed == 1:
+            wanted = int(min(40, 3.0 / max((longer - base) / (factor - 1), 1e-3)))
+            if wanted > factor:
+                factor = wanted
+                longer, (draws, steps) = continued(factor * samples)
+            repeats = 1  # later keys: one timing each (they cost a compilation each)
+        blocks = [
+            {
+                name: np.asarray(v)[:, k * samples : (k + 1) * samples].reshape((-1,) + np.shape(v)[2:])
+                for name, v in draws.items()
+            }
+            for k in range(1, factor)
+        ]
+        ess = np.mean([_min_ess(block, chains) for block in blocks])
+        grads = np.sum(np.asarray(steps)[:, samples:]) / (factor - 1)
+        per_key.append((ess, grads, max((longer - base) / (factor - 1), 1e-4)))
+        # Each NumPyro run leaves compiled programs behind; dozens of them exhaust the process's memory maps.
+        jax.clear_caches()
+    return {"first": first, "second": second, **_mean_over_keys(per_key)}
 
 
 def bench_blackjax(model, args, warmup, samples, chains):
@@ -163,47 +187,54 @@ def bench_blackjax(model, args, warmup, samples, chains):
 
     init_params, potential_fn, _ = initialize_model(jax.random.PRNGKey(0), model, *args)
     logdensity = lambda z: -potential_fn(z)
+    warm = jax.jit(lambda key: _blackjax_warmup(blackjax, logdensity, init_params, key, warmup, chains))
+    draw = jax.jit(lambda states, params, key: _blackjax_sampling(blackjax, logdensity, states, params, key, samples))
 
-    def make(samples):
-        return jax.jit(lambda key: _blackjax_chains(blackjax, logdensity, init_params, key, warmup, samples, chains))
+    def run(seed):
+        return draw(*warm(jax.random.PRNGKey(seed)), jax.random.PRNGKey(seed + 1000))
 
-    run, run_double = make(samples), make(2 * samples)
-    first, _ = _timed(lambda: run(jax.random.PRNGKey(0)))
-    second, _ = _timed(lambda: run(jax.random.PRNGKey(1)))
-    run_double(jax.random.PRNGKey(0))
-    longer, _ = _timed(lambda: run_double(jax.random.PRNGKey(1)))
+    first, _ = _timed(lambda: run(0))
+    second, _ = _timed(lambda: run(1))
     per_key = []
     for seed in _seeds():
-        positions, steps = run(jax.random.PRNGKey(seed))
+        states, params = jax.block_until_ready(warm(jax.random.PRNGKey(seed)))
+        seconds, (positions, steps) = _best_of(3, partial(draw, states, params, jax.random.PRNGKey(seed + 1000)))
         flat = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:]) for k, v in positions.items()}
-        per_key.append((_min_ess(flat, chains), int(np.sum(steps))))
-    ess, grads = np.mean(per_key, axis=0)
-    return {
-        "first": first,
-        "second": second,
-        "sampling": max(longer - second, 1e-9),
-        "ess": ess,
-        "grads": grads,
-    }
+        per_key.append((_min_ess(flat, chains), int(np.sum(steps)), seconds))
+    return {"first": first, "second": second, **_mean_over_keys(per_key)}
+
+
+def _blackjax_warmup(blackjax, logdensity, init_params, key, warmup, chains):
+    """Chains' states and tuned parameters after `window_adaptation` (leading axis: chain)."""
+
+    def one_chain(key):
+        adaptation = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.8)
+        (state, params), _ = adaptation.run(key, init_params, num_steps=warmup)
+        return state, params
+
+    return jax.vmap(one_chain)(jax.random.split(key, chains))
+
+
+def _blackjax_sampling(blackjax, logdensity, states, params, key, samples):
+    """(positions, leapfrog steps) of `samples` NUTS transitions per chain (leading axes: chain, draw)."""
+
+    def one_chain(state, params, key):
+        kernel = blackjax.nuts(logdensity, **params).step
+
+        def step(state, k):
+            state, info = kernel(k, state)
+            return state, (state.position, info.num_integration_steps)
+
+        return jax.lax.scan(step, state, jax.random.split(key, samples))[1]
+
+    chains = jax.tree_util.tree_leaves(states)[0].shape[0]
+    return jax.vmap(one_chain)(states, params, jax.random.split(key, chains))
 
 
 def _blackjax_chains(blackjax, logdensity, init_params, key, warmup, samples, chains):
-    if True:
-
-        def one_chain(key):
-            key_warm, key_sample = jax.random.split(key)
-            adaptation = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.8)
-            (state, params), _ = adaptation.run(key_warm, init_params, num_steps=warmup)
-            kernel = blackjax.nuts(logdensity, **params).step
-
-            def step(state, k):
-                state, info = kernel(k, state)
-                return state, (state.position, info.num_integration_steps)
-
-            _, (positions, steps) = jax.lax.scan(step, state, jax.random.split(key_sample, samples))
-            return positions, steps
-
-        return jax.vmap(one_chain)(jax.random.split(key, chains))
+    key_warm, key_sample = jax.random.split(key)
+    states, params = _blackjax_warmup(blackjax, logdensity, init_params, key_warm, warmup, chains)
+    return _blackjax_sampling(blackjax, logdensity, states, params, key_sample, samples)
 
 
 def gradient_seconds(model, args):
@@ -304,15 +335,16 @@ def write(rows, options, peers):
         "",
         "Columns: *first*: the first run in this process, warmup + sampling with compilation (npr runs "
         "first on each model and alone pays JAX's start-up on the first one; the fresh-process tables "
-        "below give time to first draws); *second*: the same run again with another key (npr and BlackJAX reuse their "
-        "compiled programs; NumPyro recompiles); *sampling*: the sampling phase alone, net of "
-        "compilation (npr: the best of 3 continued runs; NumPyro, which compiles on every run: (a run "
-        "continued from the warmed-up state with k times the draws minus one with the draws) / (k - 1), each "
-        "the best of 2, k from 5 to 40 so that the difference is about 3 s; "
-        "BlackJAX: a compiled run with twice the draws minus *second*); min bulk ESS: the minimum bulk ESS "
-        f"over all parameters, averaged over {options.keys} run(s) with different keys (warmup and sampling "
-        "each; one key's figure swings by a factor of 2-4 on some models); ESS/s: that / *sampling*; grads: "
-        "leapfrog steps of a sampling phase (same average); "
+        "below give time to first draws); *second*: the same run again with another key (npr and BlackJAX "
+        "reuse their compiled programs; NumPyro recompiles). The next columns are means over "
+        f"{options.keys} key(s), each a warmup followed by a sampling phase alone, net of compilation, "
+        "whose seconds, draws and gradient count are those of the same sampling run (npr and BlackJAX: "
+        "a compiled sampling run continued from the warmed-up state, the best of 3 identical repeats; "
+        "NumPyro, which compiles on every run: a continued run with k times the draws minus one with the "
+        "draws, over k - 1, k from 5 to 40 so that the difference is about 3 s, with the ESS averaged over "
+        "its k - 1 blocks of draws and its gradients over k - 1): *sampling* (s); min bulk ESS: the minimum "
+        "bulk ESS over all parameters (one key's figure swings by a factor of 2-4 on some models); "
+        "ESS/s: mean ESS / mean *sampling*; grads: leapfrog steps of a sampling phase; "
         "overhead: *sampling* / (grads x one compiled value-and-grad).",
         "",
         "| model | sampler | first (s) | second (s) | sampling (s) | min bulk ESS | ESS/s | ESS/s vs NumPyro | "
