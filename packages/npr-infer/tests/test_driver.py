@@ -10,7 +10,7 @@ import pytest
 
 import npr.distributions as dist
 from npr.handlers import deterministic, plate, sample
-from npr.infer import HMC, MCMC, NUTS, chain
+from npr.infer import HMC, MCMC, NUTS, chain, progress
 from npr.infer.chain import TRACE_COUNTS, runs_in_lockstep
 
 
@@ -258,6 +258,22 @@ def test_progress_bar_names_each_phase(capsys):
     mcmc.run(jax.random.PRNGKey(0), X, Y)
     err = capsys.readouterr().err
     assert "warmup 2 chains" in err and "sample 2 chains" in err and "acc. prob" in err
+
+
+def test_progress_bar_sizes_chunks_from_the_last_run_of_the_same_loop():
+    # The first run of a loop probes its speed with a short chunk; a run of the same loop known to
+    # last under progress.UPDATE_SECONDS is then a single call.
+    chunks = []
+
+    def call(start, stop, carry):
+        chunks.append((start, stop))
+        return carry
+
+    for _ in range(2):
+        bar = progress.open_bar(1000, "loop")
+        progress.run_in_chunks(call, 0, 0, 1000, bar, lambda c, b: (c, None, None), speed_key="a loop")
+        progress.close_bar(bar)
+    assert chunks[0] == (0, 20) and chunks[-1] == (0, 1000)
 
 
 def test_state_pickles_and_resumes():

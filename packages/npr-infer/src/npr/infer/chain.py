@@ -236,7 +236,7 @@ def _tree_index(tree, i):
     return jax.tree_util.tree_map(lambda x: x[i], tree)
 
 
-def _in_chunks(program, state, buffer, schedule, bar_id):
+def _in_chunks(program, state, buffer, schedule, bar_id, speed_key=None):
     """Call `program` on successive chunks of the schedule, moving bar `bar_id` after each."""
 
     def call(start, stop, carry):
@@ -245,7 +245,8 @@ def _in_chunks(program, state, buffer, schedule, bar_id):
     def describe(carry, stop):
         return progress.hmc_progress(carry[0]), progress.hmc_postfix, stop > int(schedule.num_warmup)
 
-    return progress.run_in_chunks(call, (state, buffer), int(schedule.start), int(schedule.stop), bar_id, describe)
+    start, stop = int(schedule.start), int(schedule.stop)
+    return progress.run_in_chunks(call, (state, buffer), start, stop, bar_id, describe, speed_key)
 
 
 def run_chains(potential, states, schedule, num_kept, fields, method, progress_bar, potential_args=()):
@@ -261,11 +262,11 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
     show = bool(progress_bar) and total > 0
     fields = tuple(fields)
 
-    def run(program, state, buffer, label):
+    def run(program, state, buffer, label, kind):
         if not show:
             return program(state, buffer, schedule)
         bar_id = progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
-        out = _in_chunks(program, state, buffer, schedule, bar_id)
+        out = _in_chunks(program, state, buffer, schedule, bar_id, (potential, fields, kind, num_chains))
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
         return out
 
@@ -275,17 +276,19 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         for chain in range(num_chains):
             state = _tree_index(states, chain)
             label = f"chain {chain}" if num_chains > 1 else "1 chain"
-            results.append(run(program, state, empty_buffer(state, num_kept, fields), label))
+            results.append(run(program, state, empty_buffer(state, num_kept, fields), label, "single"))
         last = _tree_stack([r[0] for r in results])
         return last, (_tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":
         vectorized = _vectorized if runs_in_lockstep(potential, states, potential_args) else _asynchronous
         program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
+        kind = vectorized
     else:
+        kind = "parallel"
         parallel = _parallel_program(potential, fields)
         program = lambda s, b, sched: parallel(s, b, sched, potential_args)
     label = f"{num_chains} chain{'s' if num_chains > 1 else ''}"
-    return run(program, states, empty_buffer(states, num_kept, fields, num_chains), label)
+    return run(program, states, empty_buffer(states, num_kept, fields, num_chains), label, kind)
 
 
 def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):

@@ -35,8 +35,7 @@ def close_bar(bar_id, state=None, formatter=None):
     bar.n = bar.total
     if state is not None and formatter is not None:
         bar.set_postfix_str(formatter(jax.tree_util.tree_map(np.asarray, state)), refresh=False)
-    bar.refresh()
-    bar.close()
+    bar.close()  # a bar that is left draws its final state as it closes
 
 
 def _host_update(bar_id, iteration, state, formatter, sampling=None):
@@ -54,24 +53,43 @@ def _host_update(bar_id, iteration, state, formatter, sampling=None):
     bar.update(max(0, int(np.max(iteration)) + 1 - bar.n))
 
 
-def run_in_chunks(call, carry, start, stop, bar_id, describe):
+def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
     """Run iterations `[start, stop)` as `carry = call(a, b, carry)` on successive chunks, moving bar
     `bar_id` after each; chunks are sized from measured speed to give a few updates a second.
 
     `describe(carry, b)` returns `(state, formatter, sampling)` for the bar's postfix and label.
+    With a hashable `speed_key` naming the compiled loop, the speed its last run measured sizes the
+    first chunk (a run expected to last under `UPDATE_SECONDS` is then one call).
+
+    Example:
+      >>> bar = open_bar(10, "count")
+      >>> run_in_chunks(lambda a, b, c: c + (b - a), 0, 0, 10, bar, lambda c, b: (c, None, None))
+      10
+      >>> close_bar(bar)
     """
-    size = max(1, (stop - start) // 50)
+    known = _SECONDS_PER_ITERATION.get(speed_key) if speed_key is not None else None
+    size = max(1, (stop - start) // 50) if known is None else _chunk(known)
     while start < stop:
         end = min(start + size, stop)
         began = time.perf_counter()
         carry = jax.block_until_ready(call(start, end, carry))
-        seconds = time.perf_counter() - began
+        per_iteration = (time.perf_counter() - began) / (end - start)
         state, formatter, sampling = describe(carry, end)
         _host_update(bar_id, end - 1, jax.tree_util.tree_map(np.asarray, state), formatter, sampling)
         # The first call may include compilation: its estimate is pessimistic, the next one corrects it.
-        size = max(1, int(UPDATE_SECONDS * (end - start) / max(seconds, 1e-9)))
+        size = _chunk(per_iteration)
+        if speed_key is not None:
+            _SECONDS_PER_ITERATION[speed_key] = per_iteration
         start = end
     return carry
+
+
+# Seconds per iteration measured by the last chunk of each keyed loop (see `run_in_chunks`).
+_SECONDS_PER_ITERATION = {}
+
+
+def _chunk(seconds_per_iteration):
+    return max(1, int(UPDATE_SECONDS / max(seconds_per_iteration, 1e-9)))
 
 
 class HMCProgress(NamedTuple):
