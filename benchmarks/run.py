@@ -150,9 +150,10 @@ def bench_numpyro(model, args, warmup, samples, chains):
     # `samples` draws, and its gradients over k - 1.
     factor, repeats, per_key = 5, 2, []
     for seed in _seeds():
+        warmer = mcmc if seed == 1 else make(samples)  # a NumPyro MCMC fails to run again after clear_caches
         if seed != 1:
-            run(seed)
-        warmed = mcmc.last_state
+            run(seed, warmer)
+        warmed = warmer.last_state
 
         def continued(num_samples, seed=seed, warmed=warmed, repeats=repeats):
             sampler = make(num_samples)

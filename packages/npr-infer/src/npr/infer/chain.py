@@ -199,6 +199,8 @@ def gradient_work(potential, z, potential_args=()):
     )
     key = (potential, jax.tree_util.tree_structure(abstract), tuple(jax.tree_util.tree_leaves(abstract)))
     if key not in _GRADIENT_WORK:
+        if len(_GRADIENT_WORK) >= 256:  # the keys hold models' potentials: keep the latest ones only
+            del _GRADIENT_WORK[next(iter(_GRADIENT_WORK))]
         grad = jax.value_and_grad(lambda z, args: potential(z, *args))
         _GRADIENT_WORK[key] = _walk(jax.make_jaxpr(grad)(*abstract).jaxpr)
     return _GRADIENT_WORK[key]

@@ -79,6 +79,9 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
         # The first call may include compilation: its estimate is pessimistic, the next one corrects it.
         size = _chunk(per_iteration)
         if speed_key is not None:
+            _SECONDS_PER_ITERATION.pop(speed_key, None)
+            if len(_SECONDS_PER_ITERATION) >= 256:  # keys may hold models' potentials: keep the latest
+                del _SECONDS_PER_ITERATION[next(iter(_SECONDS_PER_ITERATION))]
             _SECONDS_PER_ITERATION[speed_key] = per_iteration
         start = end
     return carry
