@@ -118,6 +118,12 @@ def test_vectorized_chains_run_in_lockstep_only_when_a_gradient_is_tiny():
     assert runs_in_lockstep(small, stacked("NUTS", 8))
     assert not runs_in_lockstep(large, stacked("NUTS", 40))
     assert not runs_in_lockstep(looping, stacked("NUTS", 8))
+
+    def printing(z):  # an operation with no operands and no results
+        jax.debug.callback(lambda: None)
+        return small(z)
+
+    assert runs_in_lockstep(printing, stacked("NUTS", 8))
     # Static HMC trajectories have one length for every chain: always lockstep.
     assert runs_in_lockstep(large, stacked("HMC", 40))
 

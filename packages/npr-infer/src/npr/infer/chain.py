@@ -184,7 +184,7 @@ def _elements(eqn):
         (contracting, _), _ = eqn.params["dimension_numbers"]
         lhs_shape = eqn.invars[0].aval.shape
         return size(eqn.outvars[0]) * int(np.prod([lhs_shape[d] for d in contracting]))
-    return max(size(v) for v in (*eqn.invars, *eqn.outvars))
+    return max((size(v) for v in (*eqn.invars, *eqn.outvars)), default=0)
 
 
 def gradient_work(potential, z, potential_args=()):
