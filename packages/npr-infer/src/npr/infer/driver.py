@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
-from npr.infer.chain import make_schedule, run_chains
+from npr.infer.chain import _tree_index, _tree_stack, make_schedule, run_chains
 from npr.infer.hmc import as_sampler_float, key_data, state_at
 from npr.infer.util import ModelPotential, find_initial_params, model_structure, split_static_arguments
 
@@ -56,12 +56,8 @@ def _same_immutable(current, previous):
     )
 
 
-def _tree_stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _tree_index(tree, i):
-    return jax.tree_util.tree_map(lambda x: x[i], tree)
+# One compiled call per chain instead of one dispatch per field of its state (eager: ~2 ms a chain).
+_state_at = jax.jit(state_at, static_argnums=(4,))
 
 
 class MCMC:
@@ -185,7 +181,7 @@ class MCMC:
                 params, value, grad = find_initial_params(
                     key_init, potential, latents, self.kernel.init_strategy, *potential_args
                 )
-            states.append(state_at(params, value, grad, key_state, settings, self.kernel.step_size))
+            states.append(_state_at(params, value, grad, key_state, settings, self.kernel.step_size))
         return _tree_stack(states)
 
     # ---------------------------------------------------------------- loops
