@@ -155,8 +155,9 @@ def test_sequential_and_vectorized_chains_agree(vectorized_program):
 
 
 def test_vectorized_chains_of_different_lengths_match_sequential(vectorized_program):
-    # Vectorized NUTS chains move on independently (npr.infer.machine): chains whose trajectories
-    # differ in length must still give the sequential chains' draws, kept draws and statistics.
+    # Whichever vectorized program runs (chains in lockstep, or moving on independently as in
+    # npr.infer.machine), chains whose trajectories differ in length must still give the sequential
+    # chains' draws, kept draws and statistics.
     scales = jnp.array([0.05, 1.0, 20.0])
     kernel = NUTS(
         potential_fn=lambda z: 0.5 * jnp.sum((z["x"] / scales) ** 2),
