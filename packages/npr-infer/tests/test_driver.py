@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import npr.distributions as dist
-from npr.handlers import deterministic, plate, sample
+from npr.handlers import deterministic, factor, plate, sample
 from npr.infer import HMC, MCMC, NUTS, chain, progress
 from npr.infer.chain import TRACE_COUNTS, runs_in_lockstep
+from npr.infer.gradient_work import GradientWork, compiler_options, gradient_work
 
 
 def regression(x, y=None):
@@ -126,6 +127,48 @@ def test_vectorized_chains_run_in_lockstep_only_when_a_gradient_is_tiny():
     assert runs_in_lockstep(printing, stacked("NUTS", 8))
     # Static HMC trajectories have one length for every chain: always lockstep.
     assert runs_in_lockstep(large, stacked("HMC", 40))
+
+
+def test_gradient_work_flags_reductions_along_short_or_leading_axes():
+    rows = jnp.ones((500, 2))
+    along_short_rows = lambda z: jnp.sum(jax.scipy.special.logsumexp(z["x"] * rows, axis=-1))
+    along_columns = lambda z: jnp.sum(jnp.sum(z["x"] * rows, axis=0) ** 2)
+    along_long_rows = lambda z: jnp.sum(z["x"][0] * jnp.ones(3000))
+    one = {"x": jnp.ones(2)}
+    assert gradient_work(along_short_rows, one).strided_reductions
+    assert gradient_work(along_columns, one).strided_reductions
+    assert not gradient_work(along_long_rows, one).strided_reductions
+
+
+def two_identical_components(y):
+    # A mixture of two identical unit normals: the likelihood is Normal(mu, 1), reached through a
+    # logsumexp over rows of two, which picks XLA options of its own for the chain programs.
+    mu = sample("mu", dist.Normal(0.0, 10.0))
+    component = jnp.log(0.5) + dist.Normal(mu + jnp.zeros(2), 1.0).log_prob(y[:, None])
+    factor("y", jnp.sum(jax.scipy.special.logsumexp(component, axis=-1)))
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def test_chains_compiled_with_their_own_xla_options_sample_the_posterior(chain_method, monkeypatch):
+    monkeypatch.setattr(chain, "_COMPILED", {})
+    y = np.random.default_rng(1).normal(0.7, 1.0, 400).astype(np.float32)
+    mcmc = MCMC(
+        NUTS(two_identical_components),
+        num_warmup=200,
+        num_samples=500,
+        num_chains=2,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(0), y)
+    # The options are those this XLA accepts (none where the experimental option is gone).
+    strided = GradientWork(elements=0, loops=False, strided_reductions=True)
+    assert [options for _, options in chain._COMPILED] == [tuple(sorted(compiler_options(strided).items()))]
+    # Conjugate: posterior precision 1/100 + 400, mean sum(y) / precision.
+    precision = 1 / 100 + y.size
+    mu = mcmc.get_samples()["mu"]
+    assert abs(float(mu.mean()) - y.sum() / precision) < 4 * precision**-0.5 / np.sqrt(300)
+    assert abs(float(mu.std()) - precision**-0.5) < 0.15 * precision**-0.5
 
 
 def test_sequential_and_vectorized_chains_agree(vectorized_program):

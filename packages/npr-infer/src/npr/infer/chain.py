@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend import core as jax_core
 
 from npr.infer import progress
 from npr.infer.adaptation import warmup_schedule
+from npr.infer.gradient_work import compiler_options, gradient_work
 from npr.infer.hmc import adapt_step, sample_step, search_step_size, searches_step_size
 from npr.infer.machine import machine_program
 
@@ -139,14 +139,8 @@ def _zeros_for(state, num_kept, fields, num_chains):
     return jax.tree_util.tree_map(lambda x: jnp.zeros(shape(x), jnp.result_type(x)), kept)
 
 
-# Each program is compiled once per model, kernel settings and shapes.
-_single = jax.jit(chain_program, static_argnums=(0, 4))
-_vectorized = jax.jit(
-    lambda potential, states, buffers, schedule, fields, args: jax.vmap(
-        lambda s, b: chain_program(potential, s, b, schedule, fields, args)
-    )(states, buffers),
-    static_argnums=(0, 4),
-)
+def _vectorized_program(potential, states, buffers, schedule, fields, potential_args):
+    return jax.vmap(lambda s, b: chain_program(potential, s, b, schedule, fields, potential_args))(states, buffers)
 
 
 def _asynchronous_program(potential, states, buffers, schedule, fields, potential_args):
@@ -154,8 +148,28 @@ def _asynchronous_program(potential, states, buffers, schedule, fields, potentia
     return machine_program(potential, states, buffers, schedule, fields, potential_args)
 
 
-# Vectorized NUTS chains that each move on as soon as their own trajectory ends (npr.infer.machine).
-_asynchronous = jax.jit(_asynchronous_program, static_argnums=(0, 4))
+_PROGRAMS = {
+    "single": chain_program,
+    # Vectorized chains in lockstep: every chain runs each whole transition.
+    "vectorized": _vectorized_program,
+    # Vectorized NUTS chains that each move on as soon as their own trajectory ends (npr.infer.machine).
+    "asynchronous": _asynchronous_program,
+}
+_COMPILED = {}
+
+
+def _compiled(kind, options):
+    """The jitted program `kind` with XLA `options`: compiled once per model, kernel settings and shapes."""
+    key = kind, tuple(sorted(options.items()))
+    if key not in _COMPILED:
+        extra = {"compiler_options": dict(options)} if options else {}
+        _COMPILED[key] = jax.jit(_PROGRAMS[kind], static_argnums=(0, 4), **extra)
+    return _COMPILED[key]
+
+
+def _one_chain(z):
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), z)
+
 
 # A step of the asynchronous program costs about 5 us more than a lockstep one (its per-chain event
 # checks and selects), while lockstep chains waste the leapfrog steps of trajectories shorter than the
@@ -163,56 +177,14 @@ _asynchronous = jax.jit(_asynchronous_program, static_argnums=(0, 4))
 # is the cheaper of the two. Eight schools (407 elements), 4 chains, 500 + 500: lockstep 110 ms,
 # asynchronous 167 ms; kilpisjarvi (1,844 elements) and garch11 (a loop) are 1.2-1.3x faster asynchronous.
 LOCKSTEP_MAX_ELEMENTS = 1000
-_GRADIENT_WORK = {}
-
-
-def _walk(jaxpr):
-    elements, loops = 0, False
-    for eqn in jaxpr.eqns:
-        loops |= eqn.primitive.name in ("while", "scan")
-        for inner in jax_core.jaxprs_in_params(eqn.params):
-            inner_elements, inner_loops = _walk(inner)
-            elements, loops = elements + inner_elements, loops | inner_loops
-        elements += _elements(eqn)
-    return elements, loops
-
-
-def _elements(eqn):
-    """Elements an operation reads or writes; a contraction counts each product."""
-    size = lambda v: int(np.prod(getattr(v.aval, "shape", ())))
-    if eqn.primitive.name == "dot_general":
-        (contracting, _), _ = eqn.params["dimension_numbers"]
-        lhs_shape = eqn.invars[0].aval.shape
-        return size(eqn.outvars[0]) * int(np.prod([lhs_shape[d] for d in contracting]))
-    return max((size(v) for v in (*eqn.invars, *eqn.outvars)), default=0)
-
-
-def gradient_work(potential, z, potential_args=()):
-    """(array elements computed by one value-and-grad of `potential` at `z`, whether it loops).
-
-    Example:
-      >>> gradient_work(lambda z: jnp.sum(z["x"] ** 2), {"x": jnp.zeros(3)})
-      (15, False)
-    """
-    abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), (z, potential_args)
-    )
-    key = (potential, jax.tree_util.tree_structure(abstract), tuple(jax.tree_util.tree_leaves(abstract)))
-    if key not in _GRADIENT_WORK:
-        if len(_GRADIENT_WORK) >= 256:  # the keys hold models' potentials: keep the latest ones only
-            del _GRADIENT_WORK[next(iter(_GRADIENT_WORK))]
-        grad = jax.value_and_grad(lambda z, args: potential(z, *args))
-        _GRADIENT_WORK[key] = _walk(jax.make_jaxpr(grad)(*abstract).jaxpr)
-    return _GRADIENT_WORK[key]
 
 
 def runs_in_lockstep(potential, states, potential_args=()):
     """Whether vectorized chains of `states` run whole transitions in lockstep (see LOCKSTEP_MAX_ELEMENTS)."""
     if states.settings.algo != "NUTS":
         return True
-    one_chain = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), states.z)
-    elements, loops = gradient_work(potential, one_chain, potential_args)
-    return not loops and elements <= LOCKSTEP_MAX_ELEMENTS
+    work = gradient_work(potential, _one_chain(states.z), potential_args)
+    return not work.loops and work.elements <= LOCKSTEP_MAX_ELEMENTS
 
 
 _PARALLEL = {}
@@ -272,8 +244,10 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
         return out
 
+    options = compiler_options(gradient_work(potential, _one_chain(states.z), potential_args))
     if method == "sequential" or num_chains == 1:
-        program = lambda s, b, sched: _single(potential, s, b, sched, fields, potential_args)
+        single = _compiled("single", options)
+        program = lambda s, b, sched: single(potential, s, b, sched, fields, potential_args)
         results = []
         for chain in range(num_chains):
             state = _tree_index(states, chain)
@@ -282,9 +256,9 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         last = _tree_stack([r[0] for r in results])
         return last, (_tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":
-        vectorized = _vectorized if runs_in_lockstep(potential, states, potential_args) else _asynchronous
+        kind = "vectorized" if runs_in_lockstep(potential, states, potential_args) else "asynchronous"
+        vectorized = _compiled(kind, options)
         program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
-        kind = vectorized
     else:
         kind = "parallel"
         parallel = _parallel_program(potential, fields)
@@ -299,7 +273,8 @@ def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):
     A step size is searched for first when the kernel adapts it with the heuristic.
     """
     schedule = make_schedule(num_warmup, 0)
-    program = lambda s, b, sched: _single(potential_fn, s, b, sched, (), ())
+    single = _compiled("single", compiler_options(gradient_work(potential_fn, state.z)))
+    program = lambda s, b, sched: single(potential_fn, s, b, sched, (), ())
     if not progbar:
         return program(state, None, schedule)[0]
     bar_id = progress.open_bar(num_warmup, desc)

@@ -1,0 +1,123 @@
+"""What a model's gradient computes, read from its jaxpr before its chains are compiled.
+
+The chain driver uses it to pick between lockstep and asynchronous vectorized chains
+(`npr.infer.chain.runs_in_lockstep`) and to pick XLA CPU options for the chain programs
+(`compiler_options`).
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jax_core
+
+
+class GradientWork(NamedTuple):
+    """Array elements one value-and-grad reads or writes (a contraction counts its products), whether
+    it runs a loop, and whether it reduces large arrays along short or non-trailing axes."""
+
+    elements: int
+    loops: bool
+    strided_reductions: bool
+
+
+# A reduction over at least this many elements whose reduced axes are not the trailing ones, or
+# whose trailing reduced extent is under STRIDED_MAX_EXTENT, counts as strided (see `compiler_options`).
+STRIDED_MIN_ELEMENTS = 256
+STRIDED_MAX_EXTENT = 16
+_REDUCTIONS = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin")
+
+
+def _size(var):
+    return int(np.prod(getattr(var.aval, "shape", ())))
+
+
+def _elements(eqn):
+    if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs_shape = eqn.invars[0].aval.shape
+        return _size(eqn.outvars[0]) * int(np.prod([lhs_shape[d] for d in contracting]))
+    return max((_size(v) for v in (*eqn.invars, *eqn.outvars)), default=0)
+
+
+def _is_strided_reduction(eqn):
+    if eqn.primitive.name not in _REDUCTIONS or _size(eqn.invars[0]) < STRIDED_MIN_ELEMENTS:
+        return False
+    shape = eqn.invars[0].aval.shape
+    axes = sorted(a % len(shape) for a in eqn.params["axes"])
+    trailing = axes == list(range(len(shape) - len(axes), len(shape)))
+    return not trailing or int(np.prod([shape[a] for a in axes])) < STRIDED_MAX_EXTENT
+
+
+def _walk(jaxpr):
+    elements, loops, strided = 0, False, False
+    for eqn in jaxpr.eqns:
+        loops |= eqn.primitive.name in ("while", "scan")
+        for inner in jax_core.jaxprs_in_params(eqn.params):
+            inner_work = _walk(inner)
+            elements += inner_work.elements
+            loops |= inner_work.loops
+            strided |= inner_work.strided_reductions
+        elements += _elements(eqn)
+        strided |= _is_strided_reduction(eqn)
+    return GradientWork(elements, loops, strided)
+
+
+_CACHE = {}
+
+
+def gradient_work(potential, z, potential_args=()):
+    """The `GradientWork` of one value-and-grad of `potential(z, *potential_args)`.
+
+    Example:
+      >>> gradient_work(lambda z: jnp.sum(z["x"] ** 2), {"x": jnp.zeros(3)})
+      GradientWork(elements=15, loops=False, strided_reductions=False)
+      >>> mixture = lambda z: jnp.sum(jax.scipy.special.logsumexp(z["x"] * jnp.ones((500, 2)), axis=-1))
+      >>> gradient_work(mixture, {"x": jnp.zeros(2)}).strided_reductions
+      True
+    """
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), (z, potential_args)
+    )
+    key = (potential, jax.tree_util.tree_structure(abstract), tuple(jax.tree_util.tree_leaves(abstract)))
+    if key not in _CACHE:
+        if len(_CACHE) >= 256:  # the keys hold models' potentials: keep the latest ones only
+            del _CACHE[next(iter(_CACHE))]
+        grad = jax.value_and_grad(lambda z, args: potential(z, *args))
+        _CACHE[key] = _walk(jax.make_jaxpr(grad)(*abstract).jaxpr)
+    return _CACHE[key]
+
+
+# XLA on CPU hands dots, and since recent versions reductions, to its YNNPACK library. The library
+# is fast on long rows but slow on many short or strided ones: summing (4, 1000, 2) over its last
+# axis took 22 us through it and 10 us in XLA's own loops on a 2-core CPU. Keeping dots there and
+# reductions out made 4 vectorized chains of a two-component mixture (1,000 points) 2.6x faster;
+# for a logistic regression (rows of 3,000) it made them 1.2x slower, hence the choice per model.
+_LIBRARY_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+_DOTS_ONLY = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+
+
+@functools.cache
+def _reductions_out_of_library():
+    """The compiler options that keep reductions out of XLA's CPU library, or {} where this XLA has
+    no such option (it is experimental) or JAX does not compile for a CPU."""
+    if jax.default_backend() != "cpu":
+        return {}
+    options = {_LIBRARY_OPTION: _DOTS_ONLY}
+    try:
+        jax.jit(lambda x: jnp.sum(x, axis=0), compiler_options=options)(jnp.ones((2, 2))).block_until_ready()
+    except Exception:  # an unknown option or value: INVALID_ARGUMENT at compilation
+        return {}
+    return options
+
+
+def compiler_options(work):
+    """XLA options for the chain programs of a model whose gradient does `work`.
+
+    Example:
+      >>> compiler_options(GradientWork(elements=15, loops=False, strided_reductions=False))
+      {}
+    """
+    return dict(_reductions_out_of_library()) if work.strided_reductions else {}
