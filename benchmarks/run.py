@@ -142,45 +142,48 @@ def bench_numpyro(model, args, warmup, samples, chains):
 
     first, _ = _timed(lambda: run(0))
     second, _ = _timed(lambda: run(1))
-    # NumPyro compiles on every run, and on small models sampling is a small part of a run next to
-    # the compilation and its noise (~0.1 s). Sampling alone: from the warmed-up state (no warmup), a
-    # run with k times the draws minus one with the draws, over k - 1, k from 5 to 40 so that the
-    # difference is about 3 s (chosen on the first key). The ESS and gradients of those seconds are
-    # those of the longer run's last (k - 1) x draws: the mean min bulk ESS of its k - 1 blocks of
-    # `samples` draws, and its gradients over k - 1.
-    factor, repeats, per_key = 5, 2, []
+    # NumPyro compiles on every run, and on small models its compilation time varies by seconds from
+    # run to run, far more than sampling takes. Sampling alone: NumPyro's own transition (the kernel
+    # its MCMC loops over) from the warmed-up state, in a loop compiled once here, the best of 3.
+    per_key = []
     for seed in _seeds():
-        warmer = mcmc if seed == 1 else make(samples)  # a NumPyro MCMC fails to run again after clear_caches
-        if seed != 1:
-            run(seed, warmer)
-        warmed = warmer.last_state
-
-        def continued(num_samples, seed=seed, warmed=warmed, repeats=repeats):
-            sampler = make(num_samples)
-            sampler.post_warmup_state = warmed
-            return _best_of(repeats, partial(run, seed + 1000, sampler))
-
-        base, _ = continued(samples)
-        longer, (draws, steps) = continued(factor * samples)
-        if seed == 1:
-            wanted = int(min(40, 3.0 / max((longer - base) / (factor - 1), 1e-3)))
-            if wanted > factor:
-                factor = wanted
-                longer, (draws, steps) = continued(factor * samples)
-            repeats = 1  # later keys: one timing each (they cost a compilation each)
-        blocks = [
-            {
-                name: np.asarray(v)[:, k * samples : (k + 1) * samples].reshape((-1,) + np.shape(v)[2:])
-                for name, v in draws.items()
-            }
-            for k in range(1, factor)
-        ]
-        ess = np.mean([_min_ess(block, chains) for block in blocks])
-        grads = np.sum(np.asarray(steps)[:, samples:]) / (factor - 1)
-        per_key.append((ess, grads, max((longer - base) / (factor - 1), 1e-4)))
+        # A fresh MCMC each time: NumPyro's vectorized kernel vmaps its transition once more on every init.
+        warmer = make(samples)
+        run(seed, warmer)
+        draw = _numpyro_sampling(warmer, samples, chains)
+        seconds, (z, steps) = _best_of(3, partial(draw, warmer.last_state, args))
+        constrain = jax.jit(jax.vmap(warmer.sampler.postprocess_fn(args, {})))
+        flat_z = jax.tree_util.tree_map(lambda v: v.reshape((-1,) + v.shape[2:]), z)
+        per_key.append((_min_ess(constrain(flat_z), chains), int(np.sum(steps)), seconds))
         # Each NumPyro run leaves compiled programs behind; dozens of them exhaust the process's memory maps.
         jax.clear_caches()
     return {"first": first, "second": second, **_mean_over_keys(per_key)}
+
+
+def _numpyro_sampling(warmed_mcmc, samples, chains):
+    """A function (state, model args) -> (z, leapfrog steps) of `samples` transitions of
+    `warmed_mcmc`'s kernel per chain (leading axes: chain, draw) in a compiled loop, chains vectorized
+    or sequential as `CHAIN_METHOD` says, as NumPyro's MCMC runs them."""
+    kernel = warmed_mcmc.sampler
+
+    def one_chain(state, args):
+        def step(state, _):
+            state = kernel.sample(state, args, {})
+            return state, (state.z, state.num_steps)
+
+        return jax.lax.scan(step, state, None, length=samples)[1]
+
+    single = jax.jit(one_chain)
+    if chains == 1:
+        return lambda state, args: jax.tree_util.tree_map(lambda v: v[None], single(state, args))
+    if CHAIN_METHOD["value"] == "vectorized":  # a vectorized MCMC leaves its kernel's transition vmapped
+        return lambda state, args: jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), single(state, args))
+
+    def sequential(state, args):
+        runs = [single(jax.tree_util.tree_map(lambda v, c=c: v[c], state), args) for c in range(chains)]
+        return jax.tree_util.tree_map(lambda *v: jnp.stack(v), *runs)
+
+    return sequential
 
 
 def bench_blackjax(model, args, warmup, samples, chains):
@@ -341,9 +344,9 @@ def write(rows, options, peers):
         f"{options.keys} key(s), each a warmup followed by a sampling phase alone, net of compilation, "
         "whose seconds, draws and gradient count are those of the same sampling run (npr and BlackJAX: "
         "a compiled sampling run continued from the warmed-up state, the best of 3 identical repeats; "
-        "NumPyro, which compiles on every run: a continued run with k times the draws minus one with the "
-        "draws, over k - 1, k from 5 to 40 so that the difference is about 3 s, with the ESS averaged over "
-        "its k - 1 blocks of draws and its gradients over k - 1): *sampling* (s); min bulk ESS: the minimum "
+        "NumPyro, whose MCMC compiles on every run: its kernel's transition from the warmed-up state of "
+        "its MCMC, in a sampling loop compiled once by the benchmark, vmapped over chains when vectorized, "
+        "the best of 3): *sampling* (s); min bulk ESS: the minimum "
         "bulk ESS over all parameters (one key's figure swings by a factor of 2-4 on some models); "
         "ESS/s: mean ESS / mean *sampling*; grads: leapfrog steps of a sampling phase; "
         "overhead: *sampling* / (grads x one compiled value-and-grad).",
