@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from npr.infer import compile_small_loops_as_one_kernel
@@ -67,3 +68,25 @@ def test_small_loop_request_refused_when_too_late_or_conflicting():
                 [sys.executable, "-c", code % argument], capture_output=True, text=True, check=True, env=_env(env)
             )
         assert error in failure.value.stderr
+
+
+def test_sampling_with_small_loops_as_one_kernel_finds_the_posterior():
+    # There the NUTS leaves check U-turns row by row (npr.infer.gradient_work.rows_in_loop).
+    code = (
+        "from npr.infer import compile_small_loops_as_one_kernel; compile_small_loops_as_one_kernel();"
+        "import jax, jax.numpy as jnp, numpy as np;"
+        "import npr.distributions as dist;"
+        "from npr.handlers import sample;"
+        "from npr.infer import MCMC, NUTS;"
+        "from npr.infer.gradient_work import rows_in_loop;"
+        "model = lambda: sample('x', dist.Normal(jnp.arange(4.0), jnp.array([0.1, 1.0, 3.0, 10.0])).to_event(1));"
+        "m = MCMC(NUTS(model), num_warmup=300, num_samples=1000, progress_bar=False);"
+        "m.run(jax.random.PRNGKey(0)); x = np.asarray(m.get_samples()['x']);"
+        "print(rows_in_loop(lambda z: jnp.sum(z['x'] ** 2), {'x': jnp.zeros(4)}), *x.mean(0), *x.std(0))"
+    )
+    out = _run(code).split()
+    assert out[0] == "True"
+    mean, sd = np.array(out[1:5], float), np.array(out[5:9], float)
+    scales = np.array([0.1, 1.0, 3.0, 10.0])
+    assert np.all(np.abs(mean - np.arange(4.0)) < 5 * scales / np.sqrt(200))
+    assert np.all(np.abs(sd / scales - 1) < 0.2)

@@ -140,6 +140,25 @@ def test_gradient_work_flags_reductions_along_short_or_leading_axes():
     assert not gradient_work(along_long_rows, one).strided_reductions
 
 
+def test_leaves_check_rows_one_by_one_only_where_loops_compile_as_one_function(monkeypatch):
+    from npr.infer.cache import small_loops_compile_as_one_function
+    from npr.infer.gradient_work import rows_in_loop
+
+    elementwise = lambda z: jnp.sum(z["x"] ** 2)
+    matrix = jnp.eye(3)
+    contraction = lambda z: z["x"] @ matrix @ z["x"]
+    one = {"x": jnp.ones(3)}
+    assert gradient_work(contraction, one).library_calls
+    assert not gradient_work(elementwise, one).library_calls
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=65536")
+    assert small_loops_compile_as_one_function()
+    assert rows_in_loop(elementwise, one) and not rows_in_loop(contraction, one)
+    for flags in ("", "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"):
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        assert not small_loops_compile_as_one_function()
+        assert not rows_in_loop(elementwise, one)
+
+
 def two_identical_components(y):
     # A mixture of two identical unit normals: the likelihood is Normal(mu, 1), reached through a
     # logsumexp over rows of two, which picks XLA options of its own for the chain programs.
@@ -162,7 +181,7 @@ def test_chains_compiled_with_their_own_xla_options_sample_the_posterior(chain_m
     )
     mcmc.run(jax.random.PRNGKey(0), y)
     # The options are those this XLA accepts (none where the experimental option is gone).
-    strided = GradientWork(elements=0, loops=False, strided_reductions=True)
+    strided = GradientWork(elements=0, loops=False, strided_reductions=True, library_calls=False)
     assert [options for _, options in chain._COMPILED] == [tuple(sorted(compiler_options(strided).items()))]
     # Conjugate: posterior precision 1/100 + 400, mean sum(y) / precision.
     precision = 1 / 100 + y.size

@@ -263,3 +263,34 @@ class TestBadInput:
     def test_num_samples(self):
         with pytest.raises(ValueError, match="num_samples must be >= 1"):
             mcmc(10, 0, {"x": jnp.zeros(1)}, potential_fn=lambda z: jnp.sum(z["x"] ** 2))
+
+
+@pytest.mark.parametrize("max_tree_depth", [3, 10])
+def test_u_turn_checks_row_by_row_or_all_rows_at_once_build_the_same_trajectories(max_tree_depth):
+    from npr.infer.integrator import IntegratorState
+    from npr.infer.nuts import nuts_transition
+
+    scales = jnp.array([0.1, 1.0, 3.0, 10.0, 0.5])
+    potential_and_grad = jax.value_and_grad(lambda x: 0.5 * jnp.sum((x / scales) ** 2))
+    inverse_mass_matrix = jnp.ones(5)
+
+    def transition(key, rows_in_loop):
+        x_key, r_key, nuts_key = jax.random.split(key, 3)
+        x = jax.random.normal(x_key, (5,)) * scales
+        r = jax.random.normal(r_key, (5,))
+        potential, grad = potential_and_grad(x)
+        start = IntegratorState(x, r, potential, grad)
+        energy0 = potential + 0.5 * jnp.sum(r**2)
+        words = jax.random.bits(nuts_key, (2,), jnp.uint32)  # raw key data, as the chain passes it
+        return nuts_transition(
+            potential_and_grad, inverse_mass_matrix, start, energy0, 0.3, words, max_tree_depth, 1000.0, rows_in_loop
+        )
+
+    keys = jax.random.split(jax.random.PRNGKey(3), 64)
+    masked = jax.jit(jax.vmap(lambda k: transition(k, False)))(keys)
+    one_by_one = jax.jit(jax.vmap(lambda k: transition(k, True)))(keys)
+    # Many different tree sizes, some ending at the depth limit: the U-turn checks decide them all.
+    assert len(np.unique(masked.num_steps)) > 3
+    np.testing.assert_array_equal(masked.num_steps, one_by_one.num_steps)
+    np.testing.assert_array_equal(masked.tree_depth, one_by_one.tree_depth)
+    np.testing.assert_array_equal(masked.state.x, one_by_one.state.x)

@@ -1,6 +1,7 @@
 """Opt-in persistent compilation cache: compiled samplers survive the Python process."""
 
 import os
+import re
 
 import jax
 
@@ -25,6 +26,19 @@ def enable_compilation_cache(path):
 
 
 SMALL_LOOP_OPTION = "xla_cpu_small_while_loop_byte_threshold"
+_DEFAULT_SMALL_LOOP_BYTES = 1024
+
+
+def small_loops_compile_as_one_function():
+    """Whether `XLA_FLAGS` raises XLA's CPU limit for compiling a loop as one function above its
+    default (as `compile_small_loops_as_one_kernel` does).
+
+    Example:
+      >>> isinstance(small_loops_compile_as_one_function(), bool)
+      True
+    """
+    found = re.search(SMALL_LOOP_OPTION + r"=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return found is not None and int(found.group(1)) > _DEFAULT_SMALL_LOOP_BYTES
 
 
 def compile_small_loops_as_one_kernel(max_bytes=65536):

@@ -23,6 +23,7 @@ from npr.infer.adaptation import (
     welford_estimate,
     welford_update,
 )
+from npr.infer.gradient_work import rows_in_loop
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy, mass_matrix_sqrt
 from npr.infer.nuts import hmc_transition, nuts_transition
 from npr.infer.rng import STRAIGHT_THREEFRY
@@ -146,6 +147,7 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
             key_transition,
             settings.max_tree_depth,
             settings.max_delta_energy,
+            not settings.dense_mass and rows_in_loop(potential_fn, state.z, potential_args),
         )
     else:
         num_steps = jnp.clip(jnp.ceil(settings.trajectory_length / step_size), 1, settings.max_num_steps).astype(int)

@@ -96,9 +96,46 @@ def init_subtree(start, energy0, key, max_tree_depth, checkpoints=None):
     )
 
 
-def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_tree_depth, max_delta_energy):
+def _block_turned(start_v, start_rho, half_v, half_p, half_rho, half_prev_v, half_prev_p, v_right, rho):
+    """Whether the blocks starting at rows `start_*` (halves at rows `half_*`) and ending at the new
+    leaf turned. Block = A + B, halves of 2^(k-1) leaves. As Stan, check the whole block and also A
+    with B's first leaf and B with A's last leaf, which catch U-turns the whole-block check misses."""
+    turned = _turned(start_v, v_right, rho - start_rho)
+    turned |= _turned(start_v, half_v, half_rho + half_p - start_rho)
+    turned |= _turned(half_prev_v, v_right, rho - half_rho + half_prev_p)
+    return turned
+
+
+def _closed_blocks_turned_one_by_one(checkpoints, v_right, rho, first, top):
+    """`_block_turned` on rows first, ..., top - 1 (on average one), one row per loop iteration,
+    stopping at the first U-turn."""
+
+    def check_row(carry):
+        i, _ = carry
+        start_v, _, start_rho, _, _ = (c[i] for c in checkpoints)
+        return i + 1, _block_turned(start_v, start_rho, *(c[i + 1] for c in checkpoints), v_right, rho)
+
+    return lax.while_loop(lambda carry: (carry[0] < top) & ~carry[1], check_row, (first, jnp.array(False)))[1]
+
+
+def add_leaf(
+    potential_and_grad,
+    inverse_mass_matrix,
+    tree,
+    step,
+    energy0,
+    max_tree_depth,
+    max_delta_energy,
+    rows_in_loop=False,
+):
     """One leapfrog step of signed size `step` from the subtree's end, and the subtree's bookkeeping:
-    multinomial proposal, checkpoints, U-turns on the sub-blocks the new leaf closes, divergence."""
+    multinomial proposal, checkpoints, U-turns on the sub-blocks the new leaf closes, divergence.
+
+    The U-turn checks read every checkpoint row at once and mask those of open blocks, or with
+    `rows_in_loop` only the rows of the blocks the leaf closes, in a loop: cheaper where XLA compiles
+    the trajectory's loops as one function, dearer where it dispatches each loop iteration (see
+    `npr.infer.gradient_work.rows_in_loop`).
+    """
     dtype = tree.end.x.dtype
     new = leapfrog(potential_and_grad, inverse_mass_matrix, tree.end, step)
     energy = new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r)
@@ -123,16 +160,14 @@ def add_leaf(potential_and_grad, inverse_mass_matrix, tree, step, energy0, max_t
     v_right = velocity(inverse_mass_matrix, new.r)
     row = (v_right, new.r, rho_before, velocity(inverse_mass_matrix, tree.end.r), tree.end.r)
     checkpoints = tuple(_write_row(c, r, top) for c, r in zip(tree.checkpoints, row))
-    rows = jnp.arange(max_tree_depth)
-    check = (rows >= top - _trailing_zeros(n + 1)) & (rows < top)
-    # Block = A + B, halves of 2^(k-1) leaves. As Stan, check the whole block and also A with B's
-    # first leaf and B with A's last leaf, which catch U-turns the whole-block check misses.
-    start_v, _, start_rho, _, _ = (c[:-1] for c in checkpoints)
-    half_v, half_p, half_rho, half_prev_v, half_prev_p = (c[1:] for c in checkpoints)
-    turned = _turned(start_v, v_right, rho - start_rho)
-    turned |= _turned(start_v, half_v, half_rho + half_p - start_rho)
-    turned |= _turned(half_prev_v, v_right, rho - half_rho + half_prev_p)
-    turning = jnp.any(check & turned)
+    first = top - _trailing_zeros(n + 1)
+    if rows_in_loop:
+        turning = _closed_blocks_turned_one_by_one(checkpoints, v_right, rho, first, top)
+    else:
+        rows = jnp.arange(max_tree_depth)
+        start_v, _, start_rho, _, _ = (c[:-1] for c in checkpoints)
+        turned = _block_turned(start_v, start_rho, *(c[1:] for c in checkpoints), v_right, rho)
+        turning = jnp.any((rows >= first) & (rows < top) & turned)
     accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
     return Subtree(
         end=new,
@@ -262,7 +297,15 @@ def transition_info(traj):
 
 
 def nuts_transition(
-    potential_and_grad, inverse_mass_matrix, start, energy0, step_size, key, max_tree_depth=10, max_delta_energy=1000.0
+    potential_and_grad,
+    inverse_mass_matrix,
+    start,
+    energy0,
+    step_size,
+    key,
+    max_tree_depth=10,
+    max_delta_energy=1000.0,
+    rows_in_loop=False,
 ):
     """Build a NUTS trajectory from `start` (with momentum already drawn) and pick the next state.
 
@@ -275,6 +318,7 @@ def nuts_transition(
       key: raw key data (uint32[2]) for directions and multinomial choices (`npr.infer.rng.words`).
       max_tree_depth: at most 2^max_tree_depth - 1 leapfrog steps.
       max_delta_energy: an energy error above this is a divergence.
+      rows_in_loop: how a leaf checks for U-turns (see `add_leaf`); the trajectory is the same.
     Returns:
       TransitionInfo with the chosen state and the transition's statistics.
     """
@@ -291,6 +335,7 @@ def nuts_transition(
                 energy0,
                 max_tree_depth,
                 max_delta_energy,
+                rows_in_loop,
             ),
             subtree,
         )
