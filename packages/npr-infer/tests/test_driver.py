@@ -345,6 +345,25 @@ def test_progress_bar_sizes_chunks_from_the_last_run_of_the_same_loop():
     assert chunks[0] == (0, 20) and chunks[-1] == (0, 1000)
 
 
+def test_sequential_chains_known_to_be_quick_are_queued_and_draw_the_same(monkeypatch, capsys):
+    # Once a loop is known to run in one call, sequential chains with bars are all dispatched first,
+    # then each bar fills as its chain ends: the same programs on the same inputs, the same draws.
+    expected = []
+    real = progress.expects_one_call
+    monkeypatch.setattr(progress, "expects_one_call", lambda *a: expected.append(real(*a)) or expected[-1])
+    mcmc = make_mcmc(chain_method="sequential", num_chains=3, progress_bar=True)
+    for seed in (0, 1):
+        mcmc.run(jax.random.PRNGKey(seed), X, Y)
+    assert expected[-1], "the second run was not queued"
+    with_bars = mcmc.get_samples(group_by_chain=True)
+    mcmc.progress_bar = False
+    mcmc.run(jax.random.PRNGKey(1), X, Y)
+    without = mcmc.get_samples(group_by_chain=True)
+    for name in with_bars:
+        np.testing.assert_array_equal(with_bars[name], without[name])
+    assert capsys.readouterr().err.count("100%") >= 6  # every chain's bar of both runs completed
+
+
 def test_state_pickles_and_resumes():
     mcmc = make_mcmc(num_chains=1)
     mcmc.warmup(jax.random.PRNGKey(0), X, Y)

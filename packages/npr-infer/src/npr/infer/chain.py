@@ -223,6 +223,16 @@ def _in_chunks(program, state, buffer, schedule, bar_id, speed_key=None):
     return progress.run_in_chunks(call, (state, buffer), start, stop, bar_id, describe, speed_key)
 
 
+def _finished(out, start, stop):
+    """A program that returns `out`, the result of a call already made on iterations [start, stop)."""
+
+    def program(state, buffer, schedule):
+        assert (int(schedule.start), int(schedule.stop)) == (start, stop), "a queued chain is one call"
+        return out
+
+    return program
+
+
 def run_chains(potential, states, schedule, num_kept, fields, method, progress_bar, potential_args=()):
     """Run stacked chain `states` (leading axis: chain) through `schedule`.
 
@@ -248,11 +258,22 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
     if method == "sequential" or num_chains == 1:
         single = _compiled("single", options)
         program = lambda s, b, sched: single(potential, s, b, sched, fields, potential_args)
-        results = []
-        for chain in range(num_chains):
-            state = _tree_index(states, chain)
-            label = f"chain {chain}" if num_chains > 1 else "1 chain"
-            results.append(run(program, state, empty_buffer(state, num_kept, fields), label, "single"))
+        chains = [_tree_index(states, chain) for chain in range(num_chains)]
+        buffers = [empty_buffer(state, num_kept, fields) for state in chains]
+        labels = [f"chain {chain}" for chain in range(num_chains)] if num_chains > 1 else ["1 chain"]
+        start, stop = int(schedule.start), int(schedule.stop)
+        if (
+            show
+            and num_chains > 1
+            and progress.expects_one_call((potential, fields, "single", num_chains), start, stop)
+        ):
+            # Each chain is one call: queue them all, so that waiting for one chain's bar never keeps
+            # the next chain from starting, then fill each bar as its chain finishes.
+            queued = [program(state, buffer, schedule) for state, buffer in zip(chains, buffers)]
+            programs = [_finished(out, start, stop) for out in queued]
+        else:
+            programs = [program] * num_chains
+        results = [run(*args, "single") for args in zip(programs, chains, buffers, labels)]
         last = _tree_stack([r[0] for r in results])
         return last, (_tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":

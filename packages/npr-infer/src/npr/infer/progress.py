@@ -91,6 +91,17 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
 _SECONDS_PER_ITERATION = {}
 
 
+def expects_one_call(speed_key, start, stop):
+    """Whether `run_in_chunks` will run iterations [start, stop) of the loop `speed_key` as one call.
+
+    Example:
+      >>> expects_one_call("a loop never run", 0, 10)
+      False
+    """
+    known = _SECONDS_PER_ITERATION.get(speed_key)
+    return known is not None and _chunk(known) >= stop - start
+
+
 def _chunk(seconds_per_iteration):
     return max(1, int(UPDATE_SECONDS / max(seconds_per_iteration, 1e-9)))
 
