@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
-from npr.infer.chain import _tree_index, _tree_stack, make_schedule, run_chains
+from npr.infer.chain import make_schedule, run_chains, tree_index, tree_stack
 from npr.infer.hmc import as_sampler_float, key_data, state_at
 from npr.infer.util import ModelPotential, find_initial_params, model_structure, split_static_arguments
 
@@ -174,7 +174,7 @@ class MCMC:
         for chain, chain_key in enumerate(chain_keys):
             key_init, key_state = jax.random.split(chain_key)
             if init_params is not None:
-                params = _tree_index(init_params, chain) if self.num_chains > 1 else init_params
+                params = tree_index(init_params, chain) if self.num_chains > 1 else init_params
                 params = as_sampler_float(params)
                 value, grad = potential.value_and_grad(params, *potential_args)
             else:
@@ -182,7 +182,7 @@ class MCMC:
                     key_init, potential, latents, self.kernel.init_strategy, *potential_args
                 )
             states.append(_state_at(params, value, grad, key_state, settings, self.kernel.step_size))
-        return _tree_stack(states)
+        return tree_stack(states)
 
     # ---------------------------------------------------------------- loops
     def _run(self, potential, states, schedule, num_kept, fields, potential_args):

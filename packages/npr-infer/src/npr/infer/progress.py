@@ -67,8 +67,7 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
       10
       >>> close_bar(bar)
     """
-    known = _SECONDS_PER_ITERATION.get(speed_key) if speed_key is not None else None
-    size = max(1, (stop - start) // 50) if known is None else _chunk(known)
+    size = _first_chunk(speed_key, start, stop)
     while start < stop:
         end = min(start + size, stop)
         began = time.perf_counter()
@@ -91,6 +90,13 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
 _SECONDS_PER_ITERATION = {}
 
 
+def _first_chunk(speed_key, start, stop):
+    """Iterations in the first call of `run_in_chunks`: from the loop's last measured speed, or a
+    short probe when it has none."""
+    known = _SECONDS_PER_ITERATION.get(speed_key) if speed_key is not None else None
+    return max(1, (stop - start) // 50) if known is None else _chunk(known)
+
+
 def expects_one_call(speed_key, start, stop):
     """Whether `run_in_chunks` will run iterations [start, stop) of the loop `speed_key` as one call.
 
@@ -98,8 +104,7 @@ def expects_one_call(speed_key, start, stop):
       >>> expects_one_call("a loop never run", 0, 10)
       False
     """
-    known = _SECONDS_PER_ITERATION.get(speed_key)
-    return known is not None and _chunk(known) >= stop - start
+    return _first_chunk(speed_key, start, stop) >= stop - start
 
 
 def _chunk(seconds_per_iteration):
