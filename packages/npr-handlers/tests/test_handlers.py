@@ -168,7 +168,7 @@ def test_stack_restored_after_exception(Normal):
 
     with pytest.raises(RuntimeError, match="boom"):
         h.trace(h.seed(broken, 0)).get_trace()
-    assert primitives._HANDLER_STACK == []
+    assert primitives._THREAD.handlers == []
 
 
 @pytest.mark.parametrize("wrap", [jax.jit, lambda f: f], ids=["jit", "eager"])
@@ -327,3 +327,31 @@ def test_replay_reuses_plate_subsample(Normal):
     replayed = h.seed(h.replay(model, guide_trace), 2)()
     np.testing.assert_array_equal(replayed, data[guide_trace["data"]["value"]])
     assert not np.array_equal(h.seed(model, 2)(), replayed)
+
+
+def test_models_traced_in_threads_at_once_see_only_their_own_handlers(Normal):
+    # Each thread traces its model many times while the other does the same: with one shared
+    # stack, a thread would record the other's sites or find its own handlers gone.
+    import threading
+
+    barrier = threading.Barrier(2)
+    found = {}
+
+    def model(name):
+        for i in range(50):
+            h.sample(f"{name}{i}", Normal())
+
+    def work(name):
+        barrier.wait()
+        names = set()
+        for seed in range(20):
+            names |= set(h.trace(h.seed(model, seed)).get_trace(name))
+        found[name] = names
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == {name: {f"{name}{i}" for i in range(50)} for name in ("a", "b")}
+    assert primitives._THREAD.handlers == []

@@ -10,7 +10,7 @@ import pytest
 
 import npr.distributions as dist
 from npr.handlers import deterministic, factor, plate, sample
-from npr.infer import HMC, MCMC, NUTS, chain, progress
+from npr.infer import HMC, MCMC, NUTS, chain, chain_groups, progress
 from npr.infer.chain import TRACE_COUNTS, runs_in_lockstep
 from npr.infer.gradient_work import GradientWork, compiler_options, gradient_work
 
@@ -240,6 +240,63 @@ def test_vectorized_chains_of_different_lengths_match_sequential(vectorized_prog
     np.testing.assert_array_equal(extra_seq["num_steps"], extra_vec["num_steps"])
     np.testing.assert_allclose(x_seq, x_vec, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(extra_seq["accept_prob"], extra_vec["accept_prob"], atol=1e-4)
+
+
+@pytest.mark.parametrize("program", sorted(VECTORIZED_PROGRAMS))
+def test_vectorized_chains_split_into_groups_draw_as_one_program(program, monkeypatch, capsys):
+    # On a CPU with several cores, vectorized chains run as equal groups, one host thread each
+    # (npr.infer.chain_groups): one compiled program serves every group and each chain draws what it
+    # draws in one program over all chains.
+    monkeypatch.setattr(chain, "LOCKSTEP_MAX_ELEMENTS", VECTORIZED_PROGRAMS[program])
+    scales = jnp.array([0.05, 1.0, 20.0])
+    kernel = NUTS(
+        potential_fn=lambda z: 0.5 * jnp.sum((z["x"] / scales) ** 2),
+        step_size=0.04,
+        adapt_step_size=False,
+        adapt_mass_matrix=False,
+    )
+    init = {"x": jnp.array([[0.0, 0.0, 0.0], [0.1, 3.0, 80.0], [0.0, -1.0, -40.0], [0.2, 0.5, 10.0]])}
+    groups = []
+    real = chain_groups.run_grouped
+    spy = lambda lower, call, n, *a: groups.append(n) or real(lower, call, n, *a)
+    monkeypatch.setattr(chain_groups, "run_grouped", spy)
+    out = {}
+    for cores in (1, 2, 4):
+        monkeypatch.setattr(chain_groups, "host_cores", lambda cores=cores: cores)
+        mcmc = MCMC(kernel, num_warmup=0, num_samples=30, num_chains=4, chain_method="vectorized", progress_bar=False)
+        mcmc.run(jax.random.PRNGKey(0), init_params=init, extra_fields=("num_steps",))
+        traced = TRACE_COUNTS["chain"]
+        mcmc.progress_bar = True
+        mcmc.run(jax.random.PRNGKey(0), init_params=init, extra_fields=("num_steps",))
+        assert TRACE_COUNTS["chain"] == traced  # the bar is fed between calls of the same program
+        out[cores] = mcmc.get_samples(group_by_chain=True)["x"], mcmc.get_extra_fields(group_by_chain=True)
+    assert sorted(set(groups)) == [2, 4]
+    assert "100%" in capsys.readouterr().err
+    for cores in (2, 4):
+        np.testing.assert_array_equal(out[1][1]["num_steps"], out[cores][1]["num_steps"])
+        np.testing.assert_allclose(out[1][0], out[cores][0], rtol=1e-4, atol=1e-4)
+
+
+def test_chain_groups_run_with_the_callers_jax_settings(monkeypatch):
+    # `jax.enable_x64` as a context holds for the caller's thread only: the groups' threads must still
+    # run the program compiled for float64.
+    monkeypatch.setattr(chain_groups, "host_cores", lambda: 2)
+    with jax.enable_x64(True):
+        mcmc = make_mcmc(chain_method="vectorized", num_warmup=50, num_samples=20)
+        mcmc.run(jax.random.PRNGKey(0), X, Y)
+        slope = mcmc.get_samples(group_by_chain=True)["slope"]
+    assert slope.dtype == jnp.float64 and slope.shape == (2, 20)
+    assert np.all(np.isfinite(slope))
+
+
+def test_chain_groups_are_equal_and_only_on_cpu_for_small_gradients():
+    assert chain_groups.group_count(4, 400, "cpu", cores=2) == 2
+    assert chain_groups.group_count(4, 400, "cpu", cores=16) == 4
+    assert chain_groups.group_count(6, 400, "cpu", cores=4) == 3  # equal groups: one compiled program
+    assert chain_groups.group_count(3, 400, "cpu", cores=2) == 1
+    assert chain_groups.group_count(4, 400, "cpu", cores=1) == 1
+    assert chain_groups.group_count(4, 400, "gpu", cores=8) == 1
+    assert chain_groups.group_count(4, chain_groups.MAX_ELEMENTS + 1, "cpu", cores=8) == 1
 
 
 def test_one_float_dtype_whatever_the_inputs():

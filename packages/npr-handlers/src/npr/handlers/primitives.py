@@ -6,14 +6,23 @@ are used only through their protocol: `sample(key, sample_shape)`, `log_prob(val
 `batch_shape`, `event_shape` and `expand(batch_shape)`.
 """
 
+import threading
 from collections import namedtuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-# The only module-level mutable state of npr: the stack of active handlers.
-_HANDLER_STACK = []
+
+class _ThreadState(threading.local):
+    """The only module-level mutable state of npr: the stack of active handlers, one per thread, so
+    that models run in several threads at once never see each other's handlers."""
+
+    def __init__(self):
+        self.handlers = []
+
+
+_THREAD = _ThreadState()
 
 CondIndepStackFrame = namedtuple("CondIndepStackFrame", ["name", "dim", "size"])
 
@@ -39,14 +48,14 @@ class Messenger:
         self.fn = fn
 
     def __enter__(self):
-        _HANDLER_STACK.append(self)
+        _THREAD.handlers.append(self)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
         # Restore the stack below this handler even when an exception escapes from deeper handlers.
-        if self in _HANDLER_STACK:
-            position = len(_HANDLER_STACK) - 1 - _HANDLER_STACK[::-1].index(self)
-            del _HANDLER_STACK[position:]
+        if self in _THREAD.handlers:
+            position = len(_THREAD.handlers) - 1 - _THREAD.handlers[::-1].index(self)
+            del _THREAD.handlers[position:]
 
     def process_message(self, msg):
         pass
@@ -90,14 +99,14 @@ def apply_stack(msg):
     handlers outside. Postprocessing runs in the reverse order over the handlers that saw it.
     """
     seen = 0
-    for handler in reversed(_HANDLER_STACK):
+    for handler in reversed(_THREAD.handlers):
         seen += 1
         handler.process_message(msg)
         if msg.get("stop"):
             break
     if msg["value"] is None:
         msg["value"] = _default_process(msg)
-    for handler in _HANDLER_STACK[len(_HANDLER_STACK) - seen :]:
+    for handler in _THREAD.handlers[len(_THREAD.handlers) - seen :]:
         handler.postprocess_message(msg)
     return msg
 
@@ -179,7 +188,7 @@ def sample(name, fn, obs=None, rng_key=None, sample_shape=(), infer=None):
     """
     if obs is not None:
         _check_observation(name, fn, obs)
-    if not _HANDLER_STACK:
+    if not _THREAD.handlers:
         if obs is not None:
             return obs
         return _default_process(
@@ -219,7 +228,7 @@ def param(name, init_value=None, constraint=None, event_dim=None):
                 f"site '{name}': the initial value of shape {np.shape(init_value)} violates its constraint "
                 f"{constraint!r}"
             )
-    if not _HANDLER_STACK:
+    if not _THREAD.handlers:
         return init_value
     msg = _message("param", name, args=(init_value,), kwargs={"constraint": constraint, "event_dim": event_dim})
     return apply_stack(msg)["value"]
@@ -232,7 +241,7 @@ def deterministic(name, value):
       >>> deterministic("total", 3)
       3
     """
-    if not _HANDLER_STACK:
+    if not _THREAD.handlers:
         return value
     return apply_stack(_message("deterministic", name, value=value))["value"]
 
@@ -275,13 +284,13 @@ def prng_key():
       >>> prng_key() is None
       True
     """
-    if not _HANDLER_STACK:
+    if not _THREAD.handlers:
         return None
     return apply_stack(_message("prng_key", None))["value"]
 
 
 def _active_plates():
-    return [handler for handler in _HANDLER_STACK if isinstance(handler, plate)]
+    return [handler for handler in _THREAD.handlers if isinstance(handler, plate)]
 
 
 class plate(Messenger):
@@ -335,14 +344,14 @@ class plate(Messenger):
         msg = _message("plate", self.name, args=(self.size, self.subsample_size), kwargs={"rng_key": None})
         msg["value"] = None if self.subsample_size < self.size else jnp.arange(self.size)
         # Only the handlers outside this plate see its message.
-        _HANDLER_STACK.pop()
+        _THREAD.handlers.pop()
         try:
-            if _HANDLER_STACK:
+            if _THREAD.handlers:
                 msg = apply_stack(msg)
             elif msg["value"] is None:
                 msg["value"] = _default_process(msg)
         finally:
-            _HANDLER_STACK.append(self)
+            _THREAD.handlers.append(self)
         return msg["value"]
 
     def process_message(self, msg):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from npr.infer import progress
+from npr.infer import chain_groups, progress
 from npr.infer.adaptation import warmup_schedule
 from npr.infer.gradient_work import compiler_options, gradient_work
 from npr.infer.hmc import adapt_step, sample_step, search_step_size, searches_step_size
@@ -266,7 +266,8 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
         return out
 
-    options = compiler_options(gradient_work(potential, _one_chain(states.z), potential_args))
+    work = gradient_work(potential, _one_chain(states.z), potential_args)
+    options = compiler_options(work)
     if method == "sequential" or num_chains == 1:
         single = _compiled("single", options)
         program = lambda s, b, sched: single(potential, s, b, sched, fields, potential_args)
@@ -292,6 +293,14 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
         kind = "vectorized" if runs_in_lockstep(potential, states, potential_args) else "asynchronous"
         vectorized = _compiled(kind, options)
         program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
+        groups = chain_groups.group_count(num_chains, work.elements, jax.default_backend())
+        if groups > 1:
+            key = kind, tuple(sorted(options.items())), potential, fields, chain_groups.signature(potential_args)
+            lower = lambda s, b, sched: vectorized.lower(potential, s, b, sched, fields, potential_args)
+            # On the device here: the groups' threads would convert host data with their own settings.
+            device_args = jax.device_put(potential_args)
+            call = lambda executable, s, b, sched: executable(s, b, sched, device_args)
+            program = lambda s, b, sched: chain_groups.run_grouped(lower, call, groups, key, s, b, sched)
     else:
         kind = "parallel"
         parallel = _parallel_program(potential, fields)

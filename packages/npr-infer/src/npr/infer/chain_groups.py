@@ -1,0 +1,120 @@
+"""Vectorized chains split into groups that run at the same time, one host thread per CPU core.
+
+XLA compiles a small model's chain program into code that runs on one core, and running it
+vectorized over more chains does not use more cores. The same compiled program called from several
+host threads on disjoint groups of chains does: JAX releases the interpreter lock while a program
+runs. Eight schools, 4 vectorized chains on 2 cores: one program over all 4 chains against two
+2-chain calls at once (see `benchmarks/RESULTS.md`).
+
+Groups are equal in size, so one compiled program serves every group, and each chain's draws are
+those of the same chain in one program over all chains, up to floating-point rounding of the
+vectorized arithmetic.
+"""
+
+import concurrent.futures
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+
+# Above this many array elements per gradient, XLA spreads a chain's own operations over the cores
+# (its intra-op thread pool), and groups running at once would compete for them.
+MAX_ELEMENTS = 1_000_000
+_POOL = {}
+# Executables compiled for one group, by program, shapes and the caller's JAX settings.
+_EXECUTABLES = {}
+MAX_EXECUTABLES = 64
+
+
+def host_cores():
+    """CPU cores this process may run on.
+
+    Example:
+      >>> host_cores() >= 1
+      True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def group_count(num_chains, elements, platform, cores=None):
+    """How many groups of equal size `num_chains` vectorized chains run as at once on `platform`:
+    the largest divisor of `num_chains` not above the cores, for gradients of at most MAX_ELEMENTS
+    array elements on the CPU; 1 otherwise.
+
+    Example:
+      >>> group_count(4, 400, "cpu", cores=2), group_count(3, 400, "cpu", cores=2)
+      (2, 1)
+    """
+    cores = host_cores() if cores is None else cores
+    if platform != "cpu" or elements > MAX_ELEMENTS or num_chains < 2 or cores < 2:
+        return 1
+    return max(g for g in range(1, min(cores, num_chains) + 1) if num_chains % g == 0)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def split(tree, num_groups):
+    """`tree`'s leaves split along their leading (chain) axis into `num_groups` equal trees.
+
+    Example:
+      >>> [t["x"].tolist() for t in split({"x": jnp.arange(4)}, 2)]
+      [[0, 1], [2, 3]]
+    """
+    parts = jax.tree_util.tree_map(lambda x: jnp.split(x, num_groups), tree)
+    return [
+        jax.tree_util.tree_map(lambda p, i=i: p[i], parts, is_leaf=lambda x: isinstance(x, list))
+        for i in range(num_groups)
+    ]
+
+
+@jax.jit
+def merge(trees):
+    """The inverse of `split`: trees concatenated leaf by leaf along their leading axis.
+
+    Example:
+      >>> merge(split({"x": jnp.arange(4)}, 2))["x"].tolist()
+      [0, 1, 2, 3]
+    """
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+def signature(tree):
+    """The structure, shapes and dtypes of `tree`: what a compiled program is specialised on.
+
+    Example:
+      >>> signature({"x": jnp.zeros(2)})[1]
+      (((2,), 'float32'),)
+    """
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    return structure, tuple((getattr(x, "shape", ()), str(getattr(x, "dtype", type(x)))) for x in leaves)
+
+
+def _settings():
+    # JAX settings a caller may set for its own thread only (`with jax.enable_x64(True):`): the
+    # worker threads would not see them, so the program is compiled in the caller's thread.
+    return jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision, jax.config.jax_debug_nans
+
+
+def run_grouped(lower, call, num_groups, program_key, state, buffer, schedule):
+    """A vectorized chain program run on `num_groups` equal groups of chains at once, one thread
+    each, its results merged back.
+
+    `lower(state, buffer, schedule)` lowers the program for one group (in the caller's thread, once
+    per `program_key`, group shapes and JAX settings) and `call(executable, state, buffer, schedule)`
+    runs it.
+    """
+    states, buffers = zip(*split((state, buffer), num_groups))
+    key = program_key, signature((states[0], buffers[0], schedule)), _settings()
+    executable = _EXECUTABLES.get(key)
+    if executable is None:
+        executable = lower(states[0], buffers[0], schedule).compile()
+        if len(_EXECUTABLES) >= MAX_EXECUTABLES:  # keys hold models' potentials: keep the latest
+            del _EXECUTABLES[next(iter(_EXECUTABLES))]
+        _EXECUTABLES[key] = executable
+    if num_groups not in _POOL:
+        _POOL[num_groups] = concurrent.futures.ThreadPoolExecutor(num_groups, "npr-chains")
+    pool = _POOL[num_groups]
+    run = lambda group: jax.block_until_ready(call(executable, *group, schedule))
+    return merge(list(pool.map(run, zip(states, buffers))))
