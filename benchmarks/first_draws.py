@@ -111,6 +111,8 @@ def _has_blackjax():
 def write(rows, samplers, options):
     import jax
 
+    from npr.infer.chain_groups import host_cores
+
     what = "time to first draws" if options.chains == 1 else "time to posterior"
     lines = [
         f"\n## NUTS, {what} from a fresh process ({options.chains} chain{'s' if options.chains > 1 else ''})",
@@ -118,7 +120,13 @@ def write(rows, samplers, options):
         f"Command: `python benchmarks/first_draws.py --models {options.models} --warmup {options.warmup} "
         f"--samples {options.samples} --chains {options.chains} --repeats {options.repeats}`.",
         f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
-        f"jax {jax.__version__}; float32; chains vectorized (npr, NumPyro) or vmapped (BlackJAX).",
+        f"jax {jax.__version__}; float32; chains vectorized (npr, NumPyro) or vmapped (BlackJAX)"
+        + (
+            f"; {host_cores()} CPU cores, over which npr's vectorized chains run as equal groups "
+            "(`npr.infer.chain_groups`)."
+            if options.chains > 1
+            else "."
+        ),
         "Each sampler runs alone in a new process; seconds from after imports and data preparation to draws "
         "on the host (initialisation, compilation, warmup and sampling), median of the repeats. BlackJAX "
         "samples the log density of `npr.infer.initialize_model`, whose cost it includes.",

@@ -24,6 +24,7 @@ from npr.handlers import factor as npr_factor
 from npr.handlers import plate as npr_plate
 from npr.handlers import sample as npr_sample
 from npr.infer import MCMC, NUTS, compile_small_loops_as_one_kernel, initialize_model
+from npr.infer.chain_groups import host_cores
 
 
 def _min_ess(samples, num_chains):
@@ -330,6 +331,13 @@ def write(rows, options, peers):
         f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
         f"jax {jax.__version__}; float32; npr and NumPyro chains {options.chain_method} (BlackJAX: vmapped); "
         "all samplers in one process."
+        + (
+            f" {host_cores()} CPU cores: npr's vectorized chains run as equal groups, one per core, each "
+            "group one call of the same compiled program (`npr.infer.chain_groups`); NumPyro's and "
+            "BlackJAX's vectorized chains are one call."
+            if options.chains > 1 and options.chain_method == "vectorized"
+            else ""
+        )
         + (
             " `compile_small_loops_as_one_kernel()` was called first, so XLA compiles every sampler's small "
             "loops as one function."

@@ -69,8 +69,10 @@ class MCMC:
       num_samples: kept draws per chain.
       num_chains: number of chains.
       thinning: keep every `thinning`-th draw.
-      chain_method: 'sequential', 'vectorized' (all chains in one compiled program) or 'parallel'
-        (one device per chain; falls back to 'vectorized', with a warning, on too few devices).
+      chain_method: 'sequential', 'vectorized' (all chains in one compiled program; on a CPU with
+        several cores, equal groups of chains run that program at once, one thread each) or
+        'parallel' (one device per chain; falls back to 'vectorized', with a warning, on too few
+        devices).
       progress_bar: show tqdm bars fed from inside the compiled loops.
       postprocess_fn: unconstrained dict -> what `get_samples` returns (default: constrained values
         and deterministic sites).
