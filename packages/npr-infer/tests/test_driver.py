@@ -421,6 +421,20 @@ def test_sequential_chains_known_to_be_quick_are_queued_and_draw_the_same(monkey
     assert capsys.readouterr().err.count("100%") >= 6  # every chain's bar of both runs completed
 
 
+def test_queued_sequential_chains_fill_their_bars_whatever_speed_is_measured_meanwhile(monkeypatch, capsys):
+    # A queued chain's wait includes the chains queued before it: however slow that makes the loop
+    # look, the chains queued as one call each are never split into chunks afterwards.
+    mcmc = make_mcmc(chain_method="sequential", num_chains=3, progress_bar=True)
+    mcmc.run(jax.random.PRNGKey(1), X, Y)
+    expected = mcmc.get_samples(group_by_chain=True)
+    monkeypatch.setattr(progress, "expects_one_call", lambda *a: True)
+    monkeypatch.setattr(progress, "_chunk", lambda seconds_per_iteration: 1)  # every estimate: slow
+    mcmc.run(jax.random.PRNGKey(1), X, Y)
+    for name, draws in mcmc.get_samples(group_by_chain=True).items():
+        np.testing.assert_array_equal(draws, expected[name])
+    assert capsys.readouterr().err.count("sample chain") >= 6
+
+
 def test_state_pickles_and_resumes():
     mcmc = make_mcmc(num_chains=1)
     mcmc.warmup(jax.random.PRNGKey(0), X, Y)

@@ -222,27 +222,23 @@ def tree_index(tree, i):
     return jax.tree_util.tree_map(lambda x: x[i], tree)
 
 
+def _describe(schedule):
+    """What a chain bar shows of a carry `(state, buffer)` at iteration `stop`."""
+
+    def describe(carry, stop):
+        return progress.hmc_progress(carry[0]), progress.hmc_postfix, stop > int(schedule.num_warmup)
+
+    return describe
+
+
 def _in_chunks(program, state, buffer, schedule, bar_id, speed_key=None):
     """Call `program` on successive chunks of the schedule, moving bar `bar_id` after each."""
 
     def call(start, stop, carry):
         return program(*carry, schedule._replace(start=np.int32(start), stop=np.int32(stop)))
 
-    def describe(carry, stop):
-        return progress.hmc_progress(carry[0]), progress.hmc_postfix, stop > int(schedule.num_warmup)
-
     start, stop = int(schedule.start), int(schedule.stop)
-    return progress.run_in_chunks(call, (state, buffer), start, stop, bar_id, describe, speed_key)
-
-
-def _finished(out, start, stop):
-    """A program that returns `out`, the result of a call already made on iterations [start, stop)."""
-
-    def program(state, buffer, schedule):
-        assert (int(schedule.start), int(schedule.stop)) == (start, stop), "a queued chain is one call"
-        return out
-
-    return program
+    return progress.run_in_chunks(call, (state, buffer), start, stop, bar_id, _describe(schedule), speed_key)
 
 
 def run_chains(potential, states, schedule, num_kept, fields, method, progress_bar, potential_args=()):
@@ -258,11 +254,15 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
     show = bool(progress_bar) and total > 0
     fields = tuple(fields)
 
-    def run(program, state, buffer, label, kind):
+    def run(program, state, buffer, label, kind, queued=None):
+        """`program` run through the schedule with a bar; `queued`: its result, already dispatched."""
         if not show:
             return program(state, buffer, schedule)
         bar_id = progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
-        out = _in_chunks(program, state, buffer, schedule, bar_id, (potential, fields, kind, num_chains))
+        if queued is None:
+            out = _in_chunks(program, state, buffer, schedule, bar_id, (potential, fields, kind, num_chains))
+        else:
+            out = progress.fill_bar(bar_id, queued, int(schedule.stop), _describe(schedule))
         progress.close_bar(bar_id, out[0], progress.hmc_postfix)
         return out
 
@@ -281,12 +281,12 @@ def run_chains(potential, states, schedule, num_kept, fields, method, progress_b
             and progress.expects_one_call((potential, fields, "single", num_chains), start, stop)
         ):
             # Each chain is one call: queue them all, so that waiting for one chain's bar never keeps
-            # the next chain from starting, then fill each bar as its chain finishes.
+            # the next chain from starting, then fill each bar as its chain finishes (in one step:
+            # a chain's wait, which includes the chains before it, is no measure of its speed).
             queued = [program(state, buffer, schedule) for state, buffer in zip(chains, buffers)]
-            programs = [_finished(out, start, stop) for out in queued]
         else:
-            programs = [program] * num_chains
-        results = [run(*args, "single") for args in zip(programs, chains, buffers, labels)]
+            queued = [None] * num_chains
+        results = [run(program, *args, "single", out) for *args, out in zip(chains, buffers, labels, queued)]
         last = tree_stack([r[0] for r in results])
         return last, (tree_stack([r[1] for r in results]) if num_kept else None)
     if method == "vectorized":

@@ -86,6 +86,22 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
     return carry
 
 
+def fill_bar(bar_id, carry, stop, describe):
+    """Move bar `bar_id` to iteration `stop` once `carry`, the result of a call already dispatched
+    for the whole loop, is ready; `describe` as in `run_in_chunks`. Returns the ready `carry`.
+
+    Example:
+      >>> bar = open_bar(10, "count")
+      >>> fill_bar(bar, 10, 10, lambda c, b: (c, None, None))
+      10
+      >>> close_bar(bar)
+    """
+    carry = jax.block_until_ready(carry)
+    state, formatter, sampling = describe(carry, stop)
+    _host_update(bar_id, stop - 1, jax.tree_util.tree_map(np.asarray, state), formatter, sampling)
+    return carry
+
+
 # Seconds per iteration measured by the last chunk of each keyed loop (see `run_in_chunks`).
 _SECONDS_PER_ITERATION = {}
 
