@@ -3,8 +3,9 @@
 XLA compiles a small model's chain program into code that runs on one core, and running it
 vectorized over more chains does not use more cores. The same compiled program called from several
 host threads on disjoint groups of chains does: JAX releases the interpreter lock while a program
-runs. Eight schools, 4 vectorized chains on 2 cores: one program over all 4 chains against two
-2-chain calls at once (see `benchmarks/RESULTS.md`).
+runs. 4 vectorized chains, 500 draws, 2 cores, sampling seconds of one program over all 4 chains
+against two 2-chain calls at once (`nox -s bench`, before and after): eight schools 0.040 -> 0.025,
+the seed's logistic regression 0.223 -> 0.109, kidiq 0.861 -> 0.246, garch11 0.124 -> 0.074.
 
 Groups are equal in size, so one compiled program serves every group, and each chain's draws are
 those of the same chain in one program over all chains, up to floating-point rounding of the
