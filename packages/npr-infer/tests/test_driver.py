@@ -216,17 +216,23 @@ def test_sequential_and_vectorized_chains_agree(vectorized_program):
     assert abs(means["sequential"].mean() - means["vectorized"].mean()) < 5 * se
 
 
-def test_vectorized_chains_of_different_lengths_match_sequential(vectorized_program):
-    # Whichever vectorized program runs (chains in lockstep, or moving on independently as in
-    # npr.infer.machine), chains whose trajectories differ in length must still give the sequential
-    # chains' draws, kept draws and statistics.
+def fixed_kernel_of_three_scales():
+    """NUTS on a Gaussian with scales 0.05, 1 and 20, step size fixed: chains started apart run
+    trajectories of different lengths."""
     scales = jnp.array([0.05, 1.0, 20.0])
-    kernel = NUTS(
+    return NUTS(
         potential_fn=lambda z: 0.5 * jnp.sum((z["x"] / scales) ** 2),
         step_size=0.04,
         adapt_step_size=False,
         adapt_mass_matrix=False,
     )
+
+
+def test_vectorized_chains_of_different_lengths_match_sequential(vectorized_program):
+    # Whichever vectorized program runs (chains in lockstep, or moving on independently as in
+    # npr.infer.machine), chains whose trajectories differ in length must still give the sequential
+    # chains' draws, kept draws and statistics.
+    kernel = fixed_kernel_of_three_scales()
     init = {"x": jnp.array([[0.0, 0.0, 0.0], [0.1, 3.0, 80.0], [0.0, -1.0, -40.0]])}
     out = {}
     for method in ("sequential", "vectorized"):
@@ -248,13 +254,7 @@ def test_vectorized_chains_split_into_groups_draw_as_one_program(program, monkey
     # (npr.infer.chain_groups): one compiled program serves every group and each chain draws what it
     # draws in one program over all chains.
     monkeypatch.setattr(chain, "LOCKSTEP_MAX_ELEMENTS", VECTORIZED_PROGRAMS[program])
-    scales = jnp.array([0.05, 1.0, 20.0])
-    kernel = NUTS(
-        potential_fn=lambda z: 0.5 * jnp.sum((z["x"] / scales) ** 2),
-        step_size=0.04,
-        adapt_step_size=False,
-        adapt_mass_matrix=False,
-    )
+    kernel = fixed_kernel_of_three_scales()
     init = {"x": jnp.array([[0.0, 0.0, 0.0], [0.1, 3.0, 80.0], [0.0, -1.0, -40.0], [0.2, 0.5, 10.0]])}
     groups = []
     real = chain_groups.run_grouped
