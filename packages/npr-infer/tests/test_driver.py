@@ -10,9 +10,9 @@ import pytest
 
 import npr.distributions as dist
 from npr.handlers import deterministic, factor, plate, sample
-from npr.infer import HMC, MCMC, NUTS, chain, chain_groups, progress
+from npr.infer import HMC, MCMC, NUTS, chain, chain_groups, driver, progress
 from npr.infer.chain import TRACE_COUNTS, runs_in_lockstep
-from npr.infer.gradient_work import GradientWork, compiler_options, gradient_work
+from npr.infer.gradient_work import GradientWork, compiler_options, gradient_work, quick_compilation
 
 
 def regression(x, y=None):
@@ -42,6 +42,7 @@ def test_compiles_once_across_runs_keys_data_and_continuation():
     mcmc.post_warmup_state = mcmc.last_state
     mcmc.run(jax.random.PRNGKey(3), X, Y)  # continued, no warmup
     assert TRACE_COUNTS["chain"] == traced
+    assert driver._compiled_search()._cache_size() == 1  # the initial states' program too
 
 
 def test_model_is_traced_again_only_when_its_arguments_or_prior_draws_may_change():
@@ -181,13 +182,25 @@ def test_chains_compiled_with_their_own_xla_options_sample_the_posterior(chain_m
     )
     mcmc.run(jax.random.PRNGKey(0), y)
     # The options are those this XLA accepts (none where the experimental option is gone).
-    strided = GradientWork(elements=0, loops=False, strided_reductions=True, library_calls=False)
+    strided = GradientWork(elements=10**6, loops=False, strided_reductions=True, library_calls=False)
     assert [options for _, options in chain._COMPILED] == [tuple(sorted(compiler_options(strided).items()))]
     # Conjugate: posterior precision 1/100 + 400, mean sum(y) / precision.
     precision = 1 / 100 + y.size
     mu = mcmc.get_samples()["mu"]
     assert abs(float(mu.mean()) - y.sum() / precision) < 4 * precision**-0.5 / np.sqrt(300)
     assert abs(float(mu.std()) - precision**-0.5) < 0.15 * precision**-0.5
+
+
+def test_chains_of_a_tiny_gradient_are_compiled_for_compilation_speed(monkeypatch):
+    monkeypatch.setattr(chain, "_COMPILED", {})
+    make_mcmc(chain_method="sequential").run(jax.random.PRNGKey(0), X, Y)
+    quick = quick_compilation()
+    assert [options for _, options in chain._COMPILED] == [tuple(sorted(quick.items()))]
+    assert set(quick) <= {"xla_cpu_use_fusion_emitters", "xla_backend_optimization_level"}
+    assert quick or jax.default_backend() != "cpu"  # this XLA knows the options (or a test must change)
+    # Not a gradient with a loop, nor a large one: they run slower compiled that way.
+    for work in (GradientWork(10, True, False, False), GradientWork(10**4, False, False, False)):
+        assert not set(compiler_options(work)) & set(quick)
 
 
 def test_sequential_and_vectorized_chains_agree(vectorized_program):

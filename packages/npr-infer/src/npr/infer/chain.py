@@ -11,7 +11,6 @@ The progress bar is fed between calls that each run a chunk of iterations (`prog
 """
 
 import collections
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -129,14 +128,12 @@ def empty_buffer(state, num_kept, fields, num_chains=None):
     return _zeros_for(state, num_kept, fields, num_chains)
 
 
-# The helpers below run once per call of `run_chains`: each is one compiled call instead of one
-# dispatch per leaf of the state (a run of a small model took milliseconds in these alone).
-@partial(jax.jit, static_argnums=(1, 2, 3))
 def _zeros_for(state, num_kept, fields, num_chains):
+    # On the host: as a compiled call it cost a fresh process a compilation (about 40 ms).
     kept = state.z, {name: getattr(state, name) for name in fields}
     lead = (num_kept,) if num_chains is None else (num_chains, num_kept)
-    shape = lambda x: lead + jnp.shape(x)[0 if num_chains is None else 1 :]
-    return jax.tree_util.tree_map(lambda x: jnp.zeros(shape(x), jnp.result_type(x)), kept)
+    shape = lambda x: lead + np.shape(x)[0 if num_chains is None else 1 :]
+    return jax.tree_util.tree_map(lambda x: np.zeros(shape(x), np.asarray(x).dtype), kept)
 
 
 def _vectorized_program(potential, states, buffers, schedule, fields, potential_args):

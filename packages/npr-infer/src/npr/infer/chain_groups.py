@@ -13,11 +13,11 @@ vectorized arithmetic.
 """
 
 import concurrent.futures
-import functools
 import os
 
 import jax
-import jax.numpy as jnp
+import jax.numpy as jnp  # noqa: F401 (doctests)
+import numpy as np
 
 # Above this many array elements per gradient, XLA spreads a chain's own operations over the cores
 # (its intra-op thread pool), and groups running at once would compete for them.
@@ -55,7 +55,8 @@ def group_count(num_chains, elements, platform, cores=None):
     return max(g for g in range(1, min(cores, num_chains) + 1) if num_chains % g == 0)
 
 
-@functools.partial(jax.jit, static_argnums=1)
+# Splitting and merging run on the host with NumPy: the states and buffers are small next to a run,
+# and compiling the two as programs took about 0.2 s of a fresh process's first run.
 def split(tree, num_groups):
     """`tree`'s leaves split along their leading (chain) axis into `num_groups` equal trees.
 
@@ -63,22 +64,19 @@ def split(tree, num_groups):
       >>> [t["x"].tolist() for t in split({"x": jnp.arange(4)}, 2)]
       [[0, 1], [2, 3]]
     """
-    parts = jax.tree_util.tree_map(lambda x: jnp.split(x, num_groups), tree)
-    return [
-        jax.tree_util.tree_map(lambda p, i=i: p[i], parts, is_leaf=lambda x: isinstance(x, list))
-        for i in range(num_groups)
-    ]
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    parts = [np.split(np.asarray(leaf), num_groups) for leaf in leaves]
+    return [structure.unflatten([p[i] for p in parts]) for i in range(num_groups)]
 
 
-@jax.jit
 def merge(trees):
-    """The inverse of `split`: trees concatenated leaf by leaf along their leading axis.
+    """The inverse of `split`: trees concatenated leaf by leaf along their leading axis, on the device.
 
     Example:
       >>> merge(split({"x": jnp.arange(4)}, 2))["x"].tolist()
       [0, 1, 2, 3]
     """
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+    return jax.device_put(jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *trees))
 
 
 def signature(tree):
@@ -106,7 +104,8 @@ def run_grouped(lower, call, num_groups, program_key, state, buffer, schedule):
     per `program_key`, group shapes and JAX settings) and `call(executable, state, buffer, schedule)`
     runs it.
     """
-    states, buffers = zip(*split((state, buffer), num_groups))
+    # On the device from this thread: the groups' threads would convert host arrays with their own settings.
+    states, buffers = zip(*jax.device_put(split((state, buffer), num_groups)))
     key = program_key, signature((states[0], buffers[0], schedule)), _settings()
     executable = _EXECUTABLES.get(key)
     if executable is None:

@@ -99,19 +99,28 @@ def constrain_with_deterministics(model, model_args, model_kwargs, transforms, p
 
 
 def _initial_values(key, latents, transforms, init_strategy):
+    shapes = {name: jnp.shape(site["value"]) for name, site in latents.items()}
+    fns = {name: site["fn"] for name, site in latents.items()}
+    return initial_values(key, shapes, fns, transforms, init_strategy)
+
+
+def initial_values(key, shapes, fns, transforms, init_strategy):
+    """Unconstrained initial values of the sites named in `shapes` (their constrained shapes), drawn
+    as `init_strategy` says: 'uniform' needs no distributions (`fns` may be None), 'prior' and 'median'
+    draw from `fns`, and a dict gives constrained values. Traceable."""
     values = {}
-    for index, (name, site) in enumerate(latents.items()):
+    for index, (name, shape) in enumerate(shapes.items()):
         site_key = jax.random.fold_in(key, index)
         transform = transforms[name]
-        unconstrained_shape = transform.inverse_shape(jnp.shape(site["value"]))
         if isinstance(init_strategy, dict):
             values[name] = transform.inv(jnp.asarray(init_strategy[name]))
         elif init_strategy == "uniform":
+            unconstrained_shape = transform.inverse_shape(shape)
             values[name] = jax.random.uniform(site_key, unconstrained_shape, minval=-2.0, maxval=2.0)
         elif init_strategy == "prior":
-            values[name] = transform.inv(site["fn"].sample(site_key))
+            values[name] = transform.inv(fns[name].sample(site_key))
         else:  # median of prior draws
-            draws = site["fn"].sample(site_key, (15,))
+            draws = fns[name].sample(site_key, (15,))
             values[name] = transform.inv(jnp.median(draws, axis=0))
     return values
 
@@ -278,22 +287,37 @@ def model_structure(rng, model, model_args, model_kwargs):
     return prototype, latents, transforms, signature
 
 
-def find_initial_params(key, potential, latents, init_strategy, model_args, model_kwargs, max_tries=100):
-    """Unconstrained initial values where the potential and its gradient are finite (or a RuntimeError).
+def search_initial_params(value_and_grad, propose, max_tries):
+    """Traceable: `params = propose(attempt)` for attempts 0, 1, ... until `value_and_grad(params)`
+    is finite or `max_tries` attempts are spent. Returns (params, value, grad, found)."""
 
-    Returns (params, potential_energy, gradient) at those values.
-    """
+    def attempt(i):
+        params = propose(i)
+        value, grad = value_and_grad(params)
+        leaves = [value, *jax.tree_util.tree_leaves(grad)]
+        return params, value, grad, jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+    def unfinished(carry):
+        tries, (*_, found) = carry
+        return ~found & (tries < max_tries)
+
+    # The first attempt runs in the loop too: one copy of the model's gradient to compile, not two.
+    unset = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(attempt, 0))
+    _, result = jax.lax.while_loop(unfinished, lambda c: (c[0] + 1, attempt(c[0])), (0, unset))
+    return result
+
+
+def check_init_strategy(init_strategy, latents, transforms):
+    """A clear error for an unknown strategy or init values that do not fit the latent sites."""
     if isinstance(init_strategy, dict):
-        _check_init_dict(init_strategy, latents, potential.transforms)
+        _check_init_dict(init_strategy, latents, transforms)
     elif init_strategy not in INIT_STRATEGIES:
         raise ValueError(f"init_strategy must be one of {INIT_STRATEGIES} or a dict of values, got {init_strategy!r}")
-    params = grads = None
+
+
+def raise_not_found(potential, init_strategy, model_args, model_kwargs, params, grads, max_tries=100):
+    """The error for a chain whose search for initial values failed, naming each site to blame."""
     tries = 1 if isinstance(init_strategy, dict) else max_tries
-    for attempt in range(tries):
-        params = _initial_values(jax.random.fold_in(key, attempt), latents, potential.transforms, init_strategy)
-        value, grads = potential.value_and_grad(params, model_args, model_kwargs)
-        if np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
-            return params, value, grads
     full_args, full_kwargs = potential._arguments(model_args, model_kwargs)
     problems = _report_non_finite(potential.model, full_args, full_kwargs, potential.transforms, params, grads)
     raise RuntimeError(
