@@ -294,3 +294,34 @@ def test_u_turn_checks_row_by_row_or_all_rows_at_once_build_the_same_trajectorie
     np.testing.assert_array_equal(masked.num_steps, one_by_one.num_steps)
     np.testing.assert_array_equal(masked.tree_depth, one_by_one.tree_depth)
     np.testing.assert_array_equal(masked.state.x, one_by_one.state.x)
+
+
+def test_step_size_search_doubles_or_halves_until_one_step_acceptance_crosses_0_8():
+    from npr.infer.adaptation import find_reasonable_step_size
+
+    # Standard normal in 50 dims: one leapfrog step of size e from x with momentum r.
+    dim = 50
+    x = jax.random.normal(jax.random.PRNGKey(1), (dim,))
+    potential_and_grad = lambda z: (0.5 * jnp.sum(z**2), z)
+    ones = jnp.ones(dim)
+    search = jax.jit(
+        lambda key, start: find_reasonable_step_size(
+            potential_and_grad, ones, ones, x, 0.5 * jnp.sum(x**2), x, key, start
+        )
+    )
+
+    def acceptance(eps, r):  # exact energy change of one step, in NumPy float64
+        xn, rn = np.asarray(x, np.float64), np.asarray(r, np.float64)
+        r_half = rn - 0.5 * eps * xn
+        x_new = xn + eps * r_half
+        r_new = r_half - 0.5 * eps * x_new
+        return np.exp(min(0.0, 0.5 * (xn @ xn + rn @ rn - x_new @ x_new - r_new @ r_new)))
+
+    momenta = np.random.default_rng(0).normal(size=(4000, dim))
+    mean_acceptance = lambda eps: np.mean([acceptance(eps, r) for r in momenta])
+    for seed, start in [(0, 1e-3), (1, 1e-3), (2, 50.0), (3, 50.0)]:
+        eps = float(search(jax.random.PRNGKey(seed), jnp.float32(start)))
+        steps = np.log2(eps / start)
+        assert abs(steps - round(steps)) < 1e-4 and round(steps) != 0  # moved by whole doublings or halvings
+        # It stops at the first size whose single try crosses 0.8: near where the mean acceptance does.
+        assert mean_acceptance(eps / 4) > 0.8 > mean_acceptance(eps * 4)

@@ -164,19 +164,22 @@ def find_reasonable_step_size(
         return jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
 
     log_target = jnp.log(0.8)
-    key, key_first = jax.random.split(key)
-    factor = jnp.where(log_accept(step_size, key_first) > log_target, 2.0, 0.5)
 
-    def not_crossed(carry):
-        _, count, current, _ = carry
-        return (count < 100) & jnp.where(factor > 1.0, current > log_target, current <= log_target)
+    # One loop holds every try, the first (which sets the direction) included, so the model's
+    # gradient is compiled into it once.
+    def unfinished(carry):
+        _, count, current, _, factor = carry
+        crossed = jnp.where(factor > 1.0, current <= log_target, current > log_target)
+        return (count == 0) | ((count <= 100) & ~crossed)
 
     def body(carry):
-        eps, count, _, key = carry
+        eps, count, _, key, factor = carry
         key, key_try = jax.random.split(key)
-        eps = eps * factor
-        return eps, count + 1, log_accept(eps, key_try), key
+        eps = jnp.where(count == 0, eps, eps * factor)
+        current = log_accept(eps, key_try)
+        factor = jnp.where(count == 0, jnp.where(current > log_target, 2.0, 0.5), factor)
+        return eps, count + 1, current, key, factor
 
-    first = jnp.where(factor > 1.0, jnp.inf, -jnp.inf)  # enter the loop: the first try starts it
-    eps, _, _, _ = jax.lax.while_loop(not_crossed, body, (step_size / factor, jnp.array(0), first, key))
+    start = (step_size, jnp.array(0), jnp.zeros_like(potential_energy), key, jnp.ones_like(step_size))
+    eps, _, _, _, _ = jax.lax.while_loop(unfinished, body, start)
     return jnp.clip(eps, 1e-10, 1e10)
