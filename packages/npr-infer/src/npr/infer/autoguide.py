@@ -8,7 +8,14 @@ from jax.scipy.special import ndtri
 import npr.distributions as dist
 from npr.distributions import constraints
 from npr.handlers import block, param, sample, seed, trace
-from npr.infer.util import INIT_STRATEGIES, _initial_values, _latent_sites, _transforms, potential_energy
+from npr.infer.util import (
+    INIT_STRATEGIES,
+    _initial_values,
+    _latent_sites,
+    _transforms,
+    potential_energy,
+    unconstrain_values,
+)
 
 
 class AutoGuide:
@@ -32,13 +39,14 @@ class AutoGuide:
     def _setup(self, args, kwargs):
         if self._latents is not None:
             return
+        init = self.init_loc_fn
         with block():  # tracing the model here must not leak its sites into the guide's trace
             prototype = trace(seed(self.model, 0)).get_trace(*args, **kwargs)
+            if isinstance(init, dict):
+                init = unconstrain_values(self.model, args, kwargs, init)
         self._latents = _latent_sites(prototype)
         self._transforms = _transforms(self._latents)
-        self._init_unconstrained = _initial_values(
-            jax.random.PRNGKey(0), self._latents, self._transforms, self.init_loc_fn
-        )
+        self._init_unconstrained = _initial_values(jax.random.PRNGKey(0), self._latents, self._transforms, init)
         flat, self._unravel = ravel_pytree(self._init_unconstrained)
         self._init_flat = flat
 
@@ -219,7 +227,7 @@ class AutoLaplaceApproximation(AutoDelta):
     def get_posterior(self, params, *args, **kwargs):
         loc = self._locations(params)
         flat, unravel = ravel_pytree(loc)
-        potential = lambda x: potential_energy(self.model, args, kwargs, self._transforms, unravel(x))
+        potential = lambda x: potential_energy(self.model, args, kwargs, unravel(x))
         hessian = jax.hessian(potential)(flat)
         return dist.MultivariateNormal(flat, precision_matrix=hessian), unravel
 

@@ -79,7 +79,7 @@ def _search_initial_states(potential, settings, num_chains, shapes, kind, max_tr
 
     def chain(chain_key):
         key_init, key_state = jax.random.split(chain_key)
-        strategy = values if kind == "values" else kind
+        strategy = potential.unconstrain(values, *args) if kind == "values" else kind
         propose = lambda attempt: initial_values(
             jax.random.fold_in(key_init, attempt), dict(shapes), fns, potential.transforms, strategy
         )
@@ -227,7 +227,7 @@ class MCMC:
                 init_params = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], init_params)
             return _states_at_params(potential, settings, self.num_chains, key, init_params, potential_args, step_size)
         strategy = self.kernel.init_strategy
-        check_init_strategy(strategy, latents, potential.transforms)
+        check_init_strategy(strategy, latents, potential, *potential_args)
         kind = "values" if isinstance(strategy, dict) else strategy
         shapes = tuple((name, jnp.shape(site["value"])) for name, site in latents.items())
         fns = {name: site["fn"] for name, site in latents.items()} if kind in ("prior", "median") else None

@@ -78,24 +78,64 @@ def unconstrain(transforms, values):
     return {name: transforms[name].inv(value) for name, value in values.items()}
 
 
-def potential_energy(model, model_args, model_kwargs, transforms, params):
-    """Negative log joint over unconstrained `params`, Jacobians of the transforms included."""
-    constrained = constrain(transforms, params)
-    log_joint, _ = log_density(model, model_args, model_kwargs, constrained)
-    for name, value in params.items():
-        log_det = transforms[name].log_abs_det_jacobian(value, constrained[name])
-        log_joint = log_joint + jnp.sum(log_det)
-    return -log_joint
+def _from_unconstrained(params, log_dets=None):
+    """A `substitute_fn`: each latent site named in `params` takes its unconstrained value mapped onto
+    the support of the distribution the model gives that site in this very run, so supports that
+    depend on other latents (`Uniform(0, a)` with `a` latent) or on data are followed. The log
+    Jacobian of each map is appended to `log_dets`."""
+
+    def substitute_fn(msg):
+        if msg["type"] != "sample" or msg["name"] not in params:
+            return None
+        unconstrained = params[msg["name"]]
+        transform = biject_to(msg["fn"].support)
+        value = transform(unconstrained)
+        if log_dets is not None:
+            log_dets.append(jnp.sum(transform.log_abs_det_jacobian(unconstrained, value)))
+        return value
+
+    return substitute_fn
 
 
-def constrain_with_deterministics(model, model_args, model_kwargs, transforms, params):
+def potential_energy(model, model_args, model_kwargs, params):
+    """Negative log joint over unconstrained `params`, Jacobians of the transforms included.
+
+    Example:
+      >>> import npr.distributions as dist
+      >>> from npr.handlers import sample
+      >>> def model():
+      ...     a = sample("a", dist.Uniform(0.0, 1.0))
+      ...     sample("b", dist.Uniform(0.0, a))
+      >>> # a = 0.5, b = a * sigmoid(0) = 0.25: -(log 1 + log(1 / 0.5) + log(1/4) + log(0.5 / 4)) = log 16
+      >>> round(float(potential_energy(model, (), {}, {"a": 0.0, "b": 0.0})), 4), round(float(np.log(16)), 4)
+      (2.7726, 2.7726)
+    """
+    log_dets = []
+    log_joint, _ = log_density(
+        substitute(model, substitute_fn=_from_unconstrained(params, log_dets)), model_args, model_kwargs, {}
+    )
+    return -(log_joint + sum(log_dets))
+
+
+def constrain_with_deterministics(model, model_args, model_kwargs, params):
     """Constrained values of the latent sites plus every deterministic site of the model."""
-    constrained = constrain(transforms, params)
-    substituted = substitute(seed(model, 0), constrained)
+    substituted = substitute(seed(model, 0), substitute_fn=_from_unconstrained(params))
     model_trace = trace(substituted).get_trace(*model_args, **model_kwargs)
-    out = dict(constrained)
+    out = {name: model_trace[name]["value"] for name in params}
     out.update({name: site["value"] for name, site in model_trace.items() if site["type"] == "deterministic"})
     return out
+
+
+def _trace_at(model, model_args, model_kwargs, values):
+    """The model's trace with its latent sites at the constrained `values`."""
+    return trace(substitute(seed(model, 0), values)).get_trace(*model_args, **model_kwargs)
+
+
+def unconstrain_values(model, model_args, model_kwargs, values):
+    """Constrained `values` of the latent sites mapped to unconstrained space through the supports the
+    model gives the sites at those values. Traceable."""
+    model_trace = _trace_at(model, model_args, model_kwargs, values)
+    return {name: biject_to(model_trace[name]["fn"].support).inv(jnp.asarray(v)) for name, v in values.items()}
 
 
 def _initial_values(key, latents, transforms, init_strategy):
@@ -106,34 +146,36 @@ def _initial_values(key, latents, transforms, init_strategy):
 
 def initial_values(key, shapes, fns, transforms, init_strategy):
     """Unconstrained initial values of the sites named in `shapes` (their constrained shapes), drawn
-    as `init_strategy` says: 'uniform' needs no distributions (`fns` may be None), 'prior' and 'median'
-    draw from `fns`, and a dict gives constrained values. Traceable."""
+    as `init_strategy` says: 'uniform' needs only the transforms' shapes (`fns` may be None), 'prior'
+    and 'median' draw from `fns`, and a dict gives the values, already unconstrained (see
+    `unconstrain_values`). Traceable."""
     values = {}
     for index, (name, shape) in enumerate(shapes.items()):
         site_key = jax.random.fold_in(key, index)
-        transform = transforms[name]
         if isinstance(init_strategy, dict):
-            values[name] = transform.inv(jnp.asarray(init_strategy[name]))
+            values[name] = jnp.asarray(init_strategy[name])
         elif init_strategy == "uniform":
-            unconstrained_shape = transform.inverse_shape(shape)
+            unconstrained_shape = transforms[name].inverse_shape(shape)
             values[name] = jax.random.uniform(site_key, unconstrained_shape, minval=-2.0, maxval=2.0)
         elif init_strategy == "prior":
-            values[name] = transform.inv(fns[name].sample(site_key))
+            values[name] = biject_to(fns[name].support).inv(fns[name].sample(site_key))
         else:  # median of prior draws
             draws = fns[name].sample(site_key, (15,))
-            values[name] = transform.inv(jnp.median(draws, axis=0))
+            values[name] = biject_to(fns[name].support).inv(jnp.median(draws, axis=0))
     return values
 
 
-def _check_init_dict(init_strategy, latents, transforms):
+def _check_init_dict(init_strategy, latents, model, model_args, model_kwargs):
     missing = sorted(set(latents) - set(init_strategy))
     extra = sorted(set(init_strategy) - set(latents))
     if missing or extra:
         raise ValueError(
             f"init values must name exactly the latent sites {sorted(latents)}; missing {missing}, unknown {extra}"
         )
+    # Each value against the support its site has at these values (a support may depend on another latent).
+    model_trace = _trace_at(model, model_args, model_kwargs, init_strategy)
     for name, value in init_strategy.items():
-        support = latents[name]["fn"].support
+        support = model_trace[name]["fn"].support
         ok = np.asarray(support(jnp.asarray(value)))
         if not np.all(ok):
             raise ValueError(
@@ -142,9 +184,9 @@ def _check_init_dict(init_strategy, latents, transforms):
             )
 
 
-def _report_non_finite(model, model_args, model_kwargs, transforms, params, grads):
-    constrained = constrain(transforms, params)
-    _, model_trace = log_density(model, model_args, model_kwargs, constrained)
+def _report_non_finite(model, model_args, model_kwargs, params, grads):
+    substituted = substitute(model, substitute_fn=_from_unconstrained(params))
+    _, model_trace = log_density(substituted, model_args, model_kwargs, {})
     problems = []
     for name, site in model_trace.items():
         if site["type"] != "sample":
@@ -198,10 +240,11 @@ def initialize_model(rng, model, *model_args, init_strategy="uniform", max_tries
         raise ValueError("the model has no latent sample sites: there is nothing to infer")
     transforms = _transforms(latents)
     if isinstance(init_strategy, dict):
-        _check_init_dict(init_strategy, latents, transforms)
+        _check_init_dict(init_strategy, latents, model, model_args, model_kwargs)
+        init_strategy = unconstrain_values(model, model_args, model_kwargs, init_strategy)
 
-    potential_fn = partial(_potential, model, model_args, tuple(sorted(model_kwargs.items())), transforms)
-    constrain_fn = partial(_constrain, model, model_args, tuple(sorted(model_kwargs.items())), transforms)
+    potential_fn = partial(_potential, model, model_args, tuple(sorted(model_kwargs.items())))
+    constrain_fn = partial(_constrain, model, model_args, tuple(sorted(model_kwargs.items())))
     value_and_grad = jax.jit(jax.value_and_grad(potential_fn))
     params = None
     for attempt in range(max_tries):
@@ -212,7 +255,7 @@ def initialize_model(rng, model, *model_args, init_strategy="uniform", max_tries
             return params, potential_fn, constrain_fn
         if isinstance(init_strategy, dict):
             break
-    problems = _report_non_finite(model, model_args, model_kwargs, transforms, params, grads)
+    problems = _report_non_finite(model, model_args, model_kwargs, params, grads)
     tries = 1 if isinstance(init_strategy, dict) else max_tries
     raise RuntimeError(
         f"cannot find initial parameters with a finite log density and gradient after {tries} "
@@ -221,12 +264,12 @@ def initialize_model(rng, model, *model_args, init_strategy="uniform", max_tries
     )
 
 
-def _potential(model, model_args, model_kwargs_items, transforms, params):
-    return potential_energy(model, model_args, dict(model_kwargs_items), transforms, params)
+def _potential(model, model_args, model_kwargs_items, params):
+    return potential_energy(model, model_args, dict(model_kwargs_items), params)
 
 
-def _constrain(model, model_args, model_kwargs_items, transforms, params):
-    return constrain_with_deterministics(model, model_args, dict(model_kwargs_items), transforms, params)
+def _constrain(model, model_args, model_kwargs_items, params):
+    return constrain_with_deterministics(model, model_args, dict(model_kwargs_items), params)
 
 
 class ModelPotential:
@@ -248,11 +291,16 @@ class ModelPotential:
 
     def __call__(self, params, model_args=(), model_kwargs=None):
         args, kwargs = self._arguments(model_args, model_kwargs)
-        return potential_energy(self.model, args, kwargs, self.transforms, params)
+        return potential_energy(self.model, args, kwargs, params)
 
     def _constrain(self, params, model_args=(), model_kwargs=None):
         args, kwargs = self._arguments(model_args, model_kwargs)
-        return constrain_with_deterministics(self.model, args, kwargs, self.transforms, params)
+        return constrain_with_deterministics(self.model, args, kwargs, params)
+
+    def unconstrain(self, values, model_args=(), model_kwargs=None):
+        """Constrained values of all latent sites, unconstrained (`unconstrain_values`). Traceable."""
+        args, kwargs = self._arguments(model_args, model_kwargs)
+        return unconstrain_values(self.model, args, kwargs, values)
 
 
 def _is_static(value):
@@ -273,6 +321,13 @@ def split_static_arguments(model_args, model_kwargs):
     return dynamic_args, dynamic_kwargs, static
 
 
+def _support_kind(support):
+    """A constraint's class and those of the constraints it is built from, without their bounds."""
+    parts = [type(support).__name__, getattr(support, "event_dim", 0)]
+    parts += [_support_kind(v) for v in vars(support).values() if hasattr(v, "feasible_like")]
+    return tuple(parts)
+
+
 def model_structure(rng, model, model_args, model_kwargs):
     """Trace the model once: its latent sites, their transforms, and a signature of both."""
     prototype = trace(seed(model, rng)).get_trace(*model_args, **model_kwargs)
@@ -280,8 +335,10 @@ def model_structure(rng, model, model_args, model_kwargs):
     if not latents:
         raise ValueError("the model has no latent sample sites: there is nothing to infer")
     transforms = _transforms(latents)
+    # The potential maps each site through the support its distribution has in each run: the kind of
+    # support matters here, not its bounds (new data moving a bound need not compile anything again).
     signature = tuple(
-        (name, np.shape(site["value"]), str(jnp.result_type(site["value"])), repr(site["fn"].support))
+        (name, np.shape(site["value"]), str(jnp.result_type(site["value"])), _support_kind(site["fn"].support))
         for name, site in latents.items()
     )
     return prototype, latents, transforms, signature
@@ -307,10 +364,11 @@ def search_initial_params(value_and_grad, propose, max_tries):
     return result
 
 
-def check_init_strategy(init_strategy, latents, transforms):
+def check_init_strategy(init_strategy, latents, potential, model_args, model_kwargs):
     """A clear error for an unknown strategy or init values that do not fit the latent sites."""
     if isinstance(init_strategy, dict):
-        _check_init_dict(init_strategy, latents, transforms)
+        args, kwargs = potential._arguments(model_args, model_kwargs)
+        _check_init_dict(init_strategy, latents, potential.model, args, kwargs)
     elif init_strategy not in INIT_STRATEGIES:
         raise ValueError(f"init_strategy must be one of {INIT_STRATEGIES} or a dict of values, got {init_strategy!r}")
 
@@ -319,7 +377,7 @@ def raise_not_found(potential, init_strategy, model_args, model_kwargs, params, 
     """The error for a chain whose search for initial values failed, naming each site to blame."""
     tries = 1 if isinstance(init_strategy, dict) else max_tries
     full_args, full_kwargs = potential._arguments(model_args, model_kwargs)
-    problems = _report_non_finite(potential.model, full_args, full_kwargs, potential.transforms, params, grads)
+    problems = _report_non_finite(potential.model, full_args, full_kwargs, params, grads)
     raise RuntimeError(
         f"cannot find initial parameters with a finite log density and gradient after {tries} attempt(s):\n  "
         + "\n  ".join(problems or ["the potential is not finite, but no single site is to blame"])
