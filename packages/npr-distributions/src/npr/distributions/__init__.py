@@ -40,6 +40,7 @@ from npr.distributions.distribution import (
     MaskedDistribution,
     TransformedDistribution,
     enable_validation,
+    is_validation_enabled,
 )
 from npr.distributions.gamma import Beta, Chi2, Exponential, Gamma, InverseGamma, Pareto, Uniform, Weibull
 from npr.distributions.lkj import LKJ, LKJCholesky
@@ -127,5 +128,6 @@ __all__ = [
     "biject_to",
     "constraints",
     "enable_validation",
+    "is_validation_enabled",
     "transforms",
 ]

@@ -31,6 +31,16 @@ def enable_validation(is_validate=True):
     _VALIDATION["enabled"] = bool(is_validate)
 
 
+def is_validation_enabled():
+    """Whether `enable_validation` has turned checks on for distributions made from now on.
+
+    Example:
+      >>> enable_validation(False); is_validation_enabled()
+      False
+    """
+    return _VALIDATION["enabled"]
+
+
 def _is_traced(x):
     return isinstance(x, jax.core.Tracer)
 

@@ -20,7 +20,6 @@ from npr.infer.hmc import as_sampler_float, key_data, state_at
 from npr.infer.util import (
     ModelPotential,
     check_init_strategy,
-    initial_values,
     model_structure,
     raise_not_found,
     search_initial_params,
@@ -73,18 +72,37 @@ MAX_INIT_TRIES = 100
 
 # The initial states of all chains come from one compiled call: run eagerly, their random draws,
 # gradients and stacking compiled a dozen small programs (about 0.4 s on a 2-core CPU).
-def _search_initial_states(potential, settings, num_chains, shapes, kind, max_tries, key, fns, values, args, step_size):
-    """Chain states at initial values drawn as `kind` says (`npr.infer.util.initial_values`), retried
-    until the potential and its gradient are finite; with whether each chain found such values."""
+def _proposals(potential, kind, shapes, values, args):
+    """`propose(key)`: unconstrained initial values as `kind` says: 'uniform' on (-2, 2) as Stan,
+    'prior' one joint prior draw, 'median' the median of 15, 'values' the given constrained `values`."""
+    if kind == "values":
+        unconstrained = potential.unconstrain(values, *args)
+        return lambda key: unconstrained
+    if kind == "uniform":
+        return lambda key: {
+            name: jax.random.uniform(jax.random.fold_in(key, index), shape, minval=-2.0, maxval=2.0)
+            for index, (name, shape) in enumerate(shapes)
+        }
+    if kind == "prior":
+        return lambda key: potential.unconstrain(potential.prior_draw(key, *args), *args)
+
+    def median(key):
+        draws = jax.vmap(lambda k: potential.prior_draw(k, *args))(jax.random.split(key, 15))
+        return potential.unconstrain(jax.tree_util.tree_map(lambda d: jnp.median(d, axis=0), draws), *args)
+
+    return median
+
+
+def _search_initial_states(potential, settings, num_chains, shapes, kind, max_tries, key, values, args, step_size):
+    """Chain states at initial values proposed as `kind` says (`_proposals`; `shapes`: unconstrained),
+    retried until the potential and its gradient are finite; with whether each chain found such values."""
+    propose = _proposals(potential, kind, shapes, values, args)
 
     def chain(chain_key):
         key_init, key_state = jax.random.split(chain_key)
-        strategy = potential.unconstrain(values, *args) if kind == "values" else kind
-        propose = lambda attempt: initial_values(
-            jax.random.fold_in(key_init, attempt), dict(shapes), fns, potential.transforms, strategy
-        )
         value_and_grad = lambda params: jax.value_and_grad(potential)(params, *args)
-        params, value, grad, found = search_initial_params(value_and_grad, propose, max_tries)
+        search = search_initial_params(value_and_grad, lambda i: propose(jax.random.fold_in(key_init, i)), max_tries)
+        params, value, grad, found = search
         return state_at(params, value, grad, key_state, settings, step_size), found
 
     return jax.vmap(chain)(jax.random.split(key, num_chains))
@@ -180,21 +198,18 @@ class MCMC:
             potential = self._potentials.setdefault("potential_fn", _PlainPotential(self.kernel.potential_fn))
             return potential, None, ("potential_fn",), ()
         # Given the very same immutable arguments as the last run, tracing the model again has nothing new
-        # to check or learn (it costs milliseconds, and compiles any lax.scan in the model again), unless
-        # this run starts from prior draws, which depend on the key.
-        from_prior = self.post_warmup_state is None and self.kernel.init_strategy in ("prior", "median")
+        # to check or learn (it costs milliseconds, and compiles any lax.scan in the model again).
         if (
-            not from_prior
-            and self._structure is not None
+            self._structure is not None
             and self._structure[0] is self.kernel.model
             and _same_immutable((args, kwargs), self._structure[1])
         ):
             return self._structure[2]
-        _, latents, transforms, signature = model_structure(key, self.kernel.model, args, kwargs)
+        latents, signature = model_structure(key, self.kernel.model, args, kwargs)
         dynamic_args, dynamic_kwargs, static = split_static_arguments(args, kwargs)
         signature = (signature, static)
         if signature not in self._potentials:
-            self._potentials[signature] = ModelPotential(self.kernel.model, transforms, static)
+            self._potentials[signature] = ModelPotential(self.kernel.model, latents, static)
         result = self._potentials[signature], latents, signature, (dynamic_args, dynamic_kwargs)
         self._structure = (self.kernel.model, (args, kwargs), result)
         return result
@@ -229,12 +244,11 @@ class MCMC:
         strategy = self.kernel.init_strategy
         check_init_strategy(strategy, latents, potential, *potential_args)
         kind = "values" if isinstance(strategy, dict) else strategy
-        shapes = tuple((name, jnp.shape(site["value"])) for name, site in latents.items())
-        fns = {name: site["fn"] for name, site in latents.items()} if kind in ("prior", "median") else None
+        shapes = tuple((name, info.unconstrained_shape) for name, info in latents.items())
         values = strategy if kind == "values" else None
         max_tries = 1 if kind == "values" else MAX_INIT_TRIES
         states, found = _compiled_search()(
-            potential, settings, self.num_chains, shapes, kind, max_tries, key, fns, values, potential_args, step_size
+            potential, settings, self.num_chains, shapes, kind, max_tries, key, values, potential_args, step_size
         )
         if not np.all(found):
             chain = int(np.flatnonzero(~np.asarray(found))[0])
