@@ -164,3 +164,18 @@ def test_data_moving_a_support_bound_compiles_nothing_again():
     assert TRACE_COUNTS["chain"] == traced
     a = np.asarray(mcmc.get_samples()["a"])
     assert a.max() > 2 and a.max() < 10  # the new bound, not the old one
+
+
+def test_with_validation_on_a_bad_parameter_fails_before_sampling():
+    from npr.infer import MCMC, NUTS
+
+    def model(scale):
+        sample("x", dist.Normal(0.0, scale))
+
+    mcmc = MCMC(NUTS(model), num_warmup=10, num_samples=10, progress_bar=False)
+    dist.enable_validation(True)
+    try:
+        with pytest.raises(ValueError, match="Normal got invalid scale parameter"):
+            mcmc.run(jax.random.PRNGKey(0), jnp.array(-1.0))
+    finally:
+        dist.enable_validation(False)
