@@ -197,26 +197,26 @@ def _parallel_program(potential, fields):
     return _PARALLEL[potential, fields]
 
 
-@jax.jit
+# Stacking and indexing chains run on the host with NumPy, then go to the device in one call: as
+# compiled calls, each new shape compiled a program (a fresh process's first run compiled three).
 def tree_stack(trees):
-    """Trees of the same structure stacked leaf by leaf along a new leading axis, in one compiled call.
+    """Trees of the same structure stacked leaf by leaf along a new leading axis.
 
     Example:
       >>> tree_stack([{"x": jnp.zeros(2)}, {"x": jnp.ones(2)}])["x"].shape
       (2, 2)
     """
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+    return jax.device_put(jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees))
 
 
-@jax.jit
 def tree_index(tree, i):
-    """Entry `i` along the leading axis of every leaf, in one compiled call.
+    """Entry `i` along the leading axis of every leaf.
 
     Example:
       >>> float(tree_index({"x": jnp.arange(3.0)}, 1)["x"])
       1.0
     """
-    return jax.tree_util.tree_map(lambda x: x[i], tree)
+    return jax.device_put(jax.tree_util.tree_map(lambda x: np.asarray(x)[i], tree))
 
 
 def _describe(schedule):

@@ -250,8 +250,9 @@ class MCMC:
         states, found = _compiled_search()(
             potential, settings, self.num_chains, shapes, kind, max_tries, key, values, potential_args, step_size
         )
-        if not np.all(found):
-            chain = int(np.flatnonzero(~np.asarray(found))[0])
+        found = np.asarray(found)  # on the host: np.all of a device array compiles a reduction
+        if not found.all():
+            chain = int(np.flatnonzero(~found)[0])
             at = tree_index((states.z, states.z_grad), chain)
             raise_not_found(potential, strategy, *potential_args, *at, max_tries=max_tries)
         return states
@@ -272,8 +273,10 @@ class MCMC:
     # ---------------------------------------------------------------- public
     def _prepare(self, rng_key, args, kwargs, extra_fields):
         fields = self._check_extra_fields(extra_fields)
-        key_structure, key_chains = jax.random.split(jnp.asarray(key_data(rng_key)))
-        return (fields, key_chains) + self._potential(key_structure, args, kwargs)
+        # The chains' keys are split inside their compiled programs (split here, the key compiled a
+        # program of its own); the model's structure uses none of the draws of its trace.
+        key = jnp.asarray(key_data(rng_key))
+        return (fields, key) + self._potential(key, args, kwargs)
 
     def warmup(self, rng_key, *args, extra_fields=(), collect_warmup=False, init_params=None, **kwargs):
         """Run warmup only; its end state becomes `post_warmup_state`, the start of the next `run`."""
