@@ -560,3 +560,23 @@ class TestBadInput:
     def test_kernel_needs_model_or_potential(self):
         with pytest.raises(ValueError, match="exactly one of model or potential_fn"):
             NUTS()
+
+
+def test_a_run_known_to_be_one_call_completes_its_bar_after_the_draws_are_dispatched(capsys, monkeypatch):
+    chunked = []
+    original = progress.run_in_chunks
+    monkeypatch.setattr(progress, "run_in_chunks", lambda *a, **k: chunked.append(a) or original(*a, **k))
+    runs = {}
+    for bar in (True, False):
+        mcmc = make_mcmc(num_chains=1, progress_bar=bar)
+        mcmc.run(jax.random.PRNGKey(0), X, Y)
+        mcmc.post_warmup_state = mcmc.last_state
+        capsys.readouterr()
+        chunked.clear()
+        mcmc.run(jax.random.PRNGKey(1), X, Y)
+        runs[bar] = mcmc.get_samples()["slope"], capsys.readouterr().err, list(chunked)
+    (with_bar, err, calls), (without_bar, _, _) = runs[True], runs[False]
+    assert not calls  # the speed of the last run says it is one call: no chunks, the bar completes later
+    np.testing.assert_array_equal(with_bar, without_bar)
+    final = err.strip().split("\r")[-1]
+    assert "sample 1 chain" in final and "200/200" in final and "acc. prob=" in final

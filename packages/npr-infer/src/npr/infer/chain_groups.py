@@ -13,11 +13,13 @@ vectorized arithmetic.
 """
 
 import concurrent.futures
+import functools
 import os
 
 import jax
-import jax.numpy as jnp  # noqa: F401 (doctests)
-import numpy as np
+import jax.numpy as jnp
+
+from npr.infer.gradient_work import glue_compilation
 
 # Above this many array elements per gradient, XLA spreads a chain's own operations over the cores
 # (its intra-op thread pool), and groups running at once would compete for them.
@@ -55,8 +57,24 @@ def group_count(num_chains, elements, platform, cores=None):
     return max(g for g in range(1, min(cores, num_chains) + 1) if num_chains % g == 0)
 
 
-# Splitting and merging run on the host with NumPy: the states and buffers are small next to a run,
-# and compiling the two as programs took about 0.2 s of a fresh process's first run.
+@functools.cache
+def _glue(function, static_argnums=()):
+    # Compiled for compilation speed: these only move data between the groups' calls.
+    return jax.jit(function, static_argnums=static_argnums, compiler_options=glue_compilation())
+
+
+def _split(tree, num_groups):
+    parts = jax.tree_util.tree_map(lambda x: jnp.split(x, num_groups), tree)
+    return [
+        jax.tree_util.tree_map(lambda p, i=i: p[i], parts, is_leaf=lambda x: isinstance(x, list))
+        for i in range(num_groups)
+    ]
+
+
+def _merge(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
 def split(tree, num_groups):
     """`tree`'s leaves split along their leading (chain) axis into `num_groups` equal trees.
 
@@ -64,19 +82,17 @@ def split(tree, num_groups):
       >>> [t["x"].tolist() for t in split({"x": jnp.arange(4)}, 2)]
       [[0, 1], [2, 3]]
     """
-    leaves, structure = jax.tree_util.tree_flatten(tree)
-    parts = [np.split(np.asarray(leaf), num_groups) for leaf in leaves]
-    return [structure.unflatten([p[i] for p in parts]) for i in range(num_groups)]
+    return _glue(_split, 1)(tree, num_groups)
 
 
 def merge(trees):
-    """The inverse of `split`: trees concatenated leaf by leaf along their leading axis, on the device.
+    """The inverse of `split`: trees concatenated leaf by leaf along their leading axis.
 
     Example:
       >>> merge(split({"x": jnp.arange(4)}, 2))["x"].tolist()
       [0, 1, 2, 3]
     """
-    return jax.device_put(jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *trees))
+    return _glue(_merge)(trees)
 
 
 def signature(tree):
@@ -104,8 +120,7 @@ def run_grouped(lower, call, num_groups, program_key, state, buffer, schedule):
     per `program_key`, group shapes and JAX settings) and `call(executable, state, buffer, schedule)`
     runs it.
     """
-    # On the device from this thread: the groups' threads would convert host arrays with their own settings.
-    states, buffers = zip(*jax.device_put(split((state, buffer), num_groups)))
+    states, buffers = zip(*split((state, buffer), num_groups))
     key = program_key, signature((states[0], buffers[0], schedule)), _settings()
     executable = _EXECUTABLES.get(key)
     if executable is None:

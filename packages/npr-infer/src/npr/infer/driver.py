@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
-from npr.infer.chain import make_schedule, run_chains, tree_index
-from npr.infer.gradient_work import quick_compilation
+from npr.infer.chain import make_schedule, merge_chain_axis, run_chains, tree_index
+from npr.infer.gradient_work import glue_compilation
 from npr.infer.hmc import as_sampler_float, key_data, state_at
 from npr.infer.util import (
     ModelPotential,
@@ -110,11 +110,10 @@ def _search_initial_states(potential, settings, num_chains, shapes, kind, max_tr
 
 @functools.cache
 def _compiled_search():
-    # It runs once per run: compiled for compilation speed.
     return jax.jit(
         _search_initial_states,
         static_argnums=tuple(range(6)),
-        compiler_options={**quick_compilation(), "xla_backend_optimization_level": 0},
+        compiler_options=glue_compilation(),
     )
 
 
@@ -258,9 +257,17 @@ class MCMC:
         return states
 
     # ---------------------------------------------------------------- loops
-    def _run(self, potential, states, schedule, num_kept, fields, potential_args):
+    def _run(self, potential, states, schedule, num_kept, fields, potential_args, finish_later=None):
         return run_chains(
-            potential, states, schedule, num_kept, fields, self._method(), self.progress_bar, potential_args
+            potential,
+            states,
+            schedule,
+            num_kept,
+            fields,
+            self._method(),
+            self.progress_bar,
+            potential_args,
+            finish_later,
         )
 
     @staticmethod
@@ -275,7 +282,7 @@ class MCMC:
         fields = self._check_extra_fields(extra_fields)
         # The chains' keys are split inside their compiled programs (split here, the key compiled a
         # program of its own); the model's structure uses none of the draws of its trace.
-        key = jnp.asarray(key_data(rng_key))
+        key = key_data(rng_key)
         return (fields, key) + self._potential(key, args, kwargs)
 
     def warmup(self, rng_key, *args, extra_fields=(), collect_warmup=False, init_params=None, **kwargs):
@@ -310,10 +317,15 @@ class MCMC:
         else:
             states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
             schedule = make_schedule(self.num_warmup, self.num_samples, self.thinning)
-        last, collected = self._run(potential, states, schedule, self.num_samples, fields, potential_args)
-        self._signature, self._model_args = signature, (args, kwargs)
-        self.last_state = last
-        self._store(potential, collected, potential_args)
+        bars = []  # completed once the draws' postprocessing is dispatched too
+        try:
+            last, collected = self._run(potential, states, schedule, self.num_samples, fields, potential_args, bars)
+            self._signature, self._model_args = signature, (args, kwargs)
+            self.last_state = last
+            self._store(potential, collected, potential_args)
+        finally:
+            for finish in bars:
+                finish()
 
     def _store(self, potential, collected, potential_args):
         z, extra = collected
@@ -336,7 +348,7 @@ class MCMC:
             raise ValueError("no samples yet: call run() first")
         if group_by_chain:
             return self._samples
-        return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), self._samples)
+        return merge_chain_axis(self._samples)
 
     def get_extra_fields(self, group_by_chain=False):
         """Per-draw sampler statistics requested through `extra_fields` (diverging, energy... always)."""
@@ -344,7 +356,7 @@ class MCMC:
             raise ValueError("no extra fields yet: call run() first")
         if group_by_chain:
             return self._extra
-        return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), self._extra)
+        return merge_chain_axis(self._extra)
 
     def _deterministic_sites(self):
         if self.kernel.model is None:

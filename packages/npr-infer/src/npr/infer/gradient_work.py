@@ -146,6 +146,14 @@ def quick_compilation():
     return _cpu_options_if_known({"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1})
 
 
+@functools.cache
+def glue_compilation():
+    """XLA options for programs that run once per run (initial states, moving data between programs):
+    compiled as fast as XLA can, since how fast they run hardly matters."""
+    quick = quick_compilation()
+    return {**quick, "xla_backend_optimization_level": 0} if quick else {}
+
+
 def compiler_options(work):
     """XLA options for the chain programs of a model whose gradient does `work`.
 

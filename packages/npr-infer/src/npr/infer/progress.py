@@ -102,6 +102,21 @@ def fill_bar(bar_id, carry, stop, describe):
     return carry
 
 
+def complete_bar(bar_id, carry, stop, describe):
+    """Close bar `bar_id` at iteration `stop` once `carry`, the result of a call already dispatched for
+    the whole loop, is ready; `describe` as in `run_in_chunks`. One redraw, as the bar closes.
+
+    Example:
+      >>> complete_bar(open_bar(10, "count"), 10, 10, lambda c, b: (c, None, None))
+    """
+    carry = jax.block_until_ready(carry)
+    state, formatter, sampling = describe(carry, stop)
+    bar, phase_desc = _BARS.get(bar_id, (None, None))
+    if bar is not None and phase_desc is not None and sampling is not None:
+        bar.set_description_str(f"{'sample' if np.all(sampling) else 'warmup'} {phase_desc}", refresh=False)
+    close_bar(bar_id, state, formatter)
+
+
 # Seconds per iteration measured by the last chunk of each keyed loop (see `run_in_chunks`).
 _SECONDS_PER_ITERATION = {}
 
