@@ -7,7 +7,6 @@ the same shapes, or a continued state reuse the compiled programs.
 
 import functools
 import warnings
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +116,7 @@ def _compiled_search():
     )
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _states_at_params(potential, settings, num_chains, key, params, args, step_size):
     """Chain states at the given unconstrained `params` (leading axis: chain)."""
 

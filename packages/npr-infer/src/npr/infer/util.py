@@ -70,15 +70,6 @@ def _transforms(latents):
     return transforms
 
 
-def constrain(transforms, params):
-    """Map unconstrained values to the sites' supports."""
-    return {name: transforms[name](value) for name, value in params.items()}
-
-
-def unconstrain(transforms, values):
-    return {name: transforms[name].inv(value) for name, value in values.items()}
-
-
 def _from_unconstrained(params, log_dets=None):
     """A `substitute_fn`: each latent site named in `params` takes its unconstrained value mapped onto
     the support of the distribution the model gives that site in this very run, so supports that
@@ -140,29 +131,21 @@ def unconstrain_values(model, model_args, model_kwargs, values):
 
 
 def _initial_values(key, latents, transforms, init_strategy):
-    shapes = {name: jnp.shape(site["value"]) for name, site in latents.items()}
-    fns = {name: site["fn"] for name, site in latents.items()}
-    return initial_values(key, shapes, fns, transforms, init_strategy)
-
-
-def initial_values(key, shapes, fns, transforms, init_strategy):
-    """Unconstrained initial values of the sites named in `shapes` (their constrained shapes), drawn
-    as `init_strategy` says: 'uniform' needs only the transforms' shapes (`fns` may be None), 'prior'
-    and 'median' draw from `fns`, and a dict gives the values, already unconstrained (see
-    `unconstrain_values`). Traceable."""
+    """Unconstrained initial values of the `latents` sites (traced sites), drawn as `init_strategy`
+    says; a dict gives the values, already unconstrained (see `unconstrain_values`)."""
     values = {}
-    for index, (name, shape) in enumerate(shapes.items()):
+    for index, (name, site) in enumerate(latents.items()):
         site_key = jax.random.fold_in(key, index)
+        fn = site["fn"]
         if isinstance(init_strategy, dict):
             values[name] = jnp.asarray(init_strategy[name])
         elif init_strategy == "uniform":
-            unconstrained_shape = transforms[name].inverse_shape(shape)
+            unconstrained_shape = transforms[name].inverse_shape(jnp.shape(site["value"]))
             values[name] = jax.random.uniform(site_key, unconstrained_shape, minval=-2.0, maxval=2.0)
         elif init_strategy == "prior":
-            values[name] = biject_to(fns[name].support).inv(fns[name].sample(site_key))
+            values[name] = biject_to(fn.support).inv(fn.sample(site_key))
         else:  # median of prior draws
-            draws = fns[name].sample(site_key, (15,))
-            values[name] = biject_to(fns[name].support).inv(jnp.median(draws, axis=0))
+            values[name] = biject_to(fn.support).inv(jnp.median(fn.sample(site_key, (15,)), axis=0))
     return values
 
 
