@@ -135,8 +135,16 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
             buffers = vmap(keep)(buffers, finished.state, m.t, done)
         return _where_batched(done, finished, m), buffers
 
-    def search(m):
-        return m._replace(state=search_step_size(potential, m.state, potential_args))
+    def search(state, rng):
+        # `rng`: the key the chain's state had before its transition began (see `events`).
+        searched = search_step_size(potential, state._replace(rng=rng), potential_args)
+        return searched.adapt_state, searched.step_size
+
+    def search_some(m, due, rng):
+        # Only the step size and the adaptation state change: a select over the whole machine would
+        # add a fusion per field to the program (logistic regression: 0.35 s of compilation).
+        adapt, step_size = _where_batched(due, vmap(search)(m.state, rng), (m.state.adapt_state, m.state.step_size))
+        return m._replace(state=m.state._replace(adapt_state=adapt, step_size=step_size))
 
     def begin_next(m):
         return begin(m.state, m.t, m.subtree.checkpoints)
@@ -160,20 +168,25 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
     vmap = jax.vmap
     num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
     t0 = jnp.full((num_chains,), schedule.start)
-    machine = _Machine(states, None, None, None, None, t0)
-    if searches_step_size(settings):
-        machine = _any_then(search_due(t0), vmap(search), machine)
-    machine = vmap(begin)(machine.state, t0)
+    # A transition's start does not depend on the step size, so every chain begins at once; a chain
+    # whose first transition needs a step-size search has it made in the loop's first `events`
+    # (the search's one copy in the program, its gradient included, serves every search).
+    machine = vmap(begin)(states, t0)
+    pending = search_due(t0) if searches_step_size(settings) else jnp.zeros(num_chains, bool)
 
-    def events(carry, done_subtree):
-        # Runs only when some chain's subtree ended: merges, then finishes and restarts transitions.
+    def events(carry, done_subtree, pending):
+        # Runs only when some chain's subtree ended or its first search is pending: merges, then
+        # finishes and restarts transitions.
         m, buffers = carry
         m = m._replace(traj=_where_batched(done_subtree, vmap(merge)(m).traj, m.traj))
         done = done_subtree & vmap(lambda traj: trajectory_done(traj, max_depth))(m.traj)
         m, buffers = jax.lax.cond(jnp.any(done), finish_some, lambda c, _: c, (m, buffers), done)
         again = done & (m.t < stop)
         if searches_step_size(settings):
-            m = _any_then(again & search_due(m.t), vmap(search), m)
+            # A chain that has just begun searches from the key its state had before beginning.
+            rng = _where_batched(pending, states.rng, m.state.rng)
+            due = (again & search_due(m.t)) | pending
+            m = jax.lax.cond(jnp.any(due), search_some, lambda m, *_: m, m, due, rng)
         m = jax.lax.cond(jnp.any(again), begin_some, lambda m, _: m, m, again)
         # A continuing trajectory changes only its key, direction and subtree: select just those.
         continuing = done_subtree & ~done
@@ -187,12 +200,20 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         return m._replace(traj=m.traj._replace(key=fresh[0]), doubling=fresh[1], subtree=subtree), buffers
 
     def body(carry):
-        m, buffers = carry
-        active = m.t < stop
+        m, buffers, done_subtree, pending = carry
+        m, buffers = jax.lax.cond(
+            jnp.any(done_subtree | pending), events, lambda c, *_: c, (m, buffers), done_subtree, pending
+        )
         # Chains already at `stop` step on unused: they trigger no event and their result is dropped.
+        active = m.t < stop
         m = m._replace(subtree=vmap(leaf)(m))
         done_subtree = active & vmap(subtree_done)(m.subtree, m.traj.depth)
-        return jax.lax.cond(jnp.any(done_subtree), events, lambda c, _: c, (m, buffers), done_subtree)
+        return m, buffers, done_subtree, jnp.zeros_like(pending)
 
-    machine, buffers = jax.lax.while_loop(lambda c: jnp.any(c[0].t < stop), body, (machine, buffers))
+    def unfinished(carry):
+        m, _, done_subtree, _ = carry
+        return jnp.any(m.t < stop) | jnp.any(done_subtree)
+
+    carry = machine, buffers, jnp.zeros(num_chains, bool), pending & (t0 < stop)
+    machine, buffers, _, _ = jax.lax.while_loop(unfinished, body, carry)
     return machine.state, buffers
