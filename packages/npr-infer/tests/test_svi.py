@@ -128,6 +128,36 @@ def test_autoguides_on_linear_regression(guide_cls):
     assert quantiles["w"].shape == (2, 2) and np.all(quantiles["w"][0] < quantiles["w"][1])
 
 
+def _dependent_support():
+    a = sample("a", dist.Uniform(0.0, 1.0))
+    sample("b", dist.Uniform(0.0, a))
+
+
+@pytest.mark.parametrize("guide_cls", [AutoNormal, AutoDiagonalNormal, AutoDelta])
+def test_autoguide_refuses_a_support_that_moves_with_another_latent(guide_cls):
+    # Mapping b through the interval of its first trace would give draws outside (0, a).
+    svi_ = SVI(_dependent_support, guide_cls(_dependent_support), optax.adam(0.01), Trace_ELBO())
+    with pytest.raises(ValueError, match=r"site 'b': its support .* depends on the values of other latent sites"):
+        svi_.init(jax.random.PRNGKey(0))
+
+
+def test_autoguide_follows_a_support_fixed_by_the_data():
+    y = jnp.array([1.0, 2.0, -0.5, 0.3])
+    upper = 2 * float(jnp.max(jnp.abs(y)))
+
+    def model(y):
+        scale = sample("scale", dist.Uniform(0.0, 2 * jnp.max(jnp.abs(y))))
+        with plate("n", y.shape[0]):
+            sample("y", dist.Normal(0.0, scale), obs=y)
+
+    guide = AutoNormal(model)
+    result = SVI(model, guide, optax.adam(0.05), Trace_ELBO()).run(jax.random.PRNGKey(0), 500, y, progress_bar=False)
+    draws = np.asarray(guide.sample_posterior(jax.random.PRNGKey(1), result.params, (1000,))["scale"])
+    assert np.all((draws > 0) & (draws < upper))
+    # The likelihood pulls the scale toward the data's root mean square, well inside the interval.
+    assert 0.5 < float(guide.median(result.params)["scale"]) < upper
+
+
 def test_minibatch_gradient_is_unbiased():
     data = np.random.default_rng(4).normal(1.0, 1.0, size=100)
 

@@ -2,12 +2,14 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jax_core
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import ndtri
 
 import npr.distributions as dist
 from npr.distributions import constraints
-from npr.handlers import block, param, sample, seed, trace
+from npr.handlers import block, param, sample, seed, substitute, trace
 from npr.infer.util import (
     INIT_STRATEGIES,
     _initial_values,
@@ -16,6 +18,59 @@ from npr.infer.util import (
     potential_energy,
     unconstrain_values,
 )
+
+
+def _support_arrays(support):
+    """The arrays a constraint is built from (its bounds), those of the constraints inside it included."""
+    arrays = []
+    for value in vars(support).values():
+        if hasattr(value, "feasible_like"):
+            arrays += _support_arrays(value)
+        elif isinstance(value, (jax.Array, np.ndarray)):
+            arrays.append(value)
+    return arrays
+
+
+def _sites_with_dependent_support(model, args, kwargs, latents):
+    """The latent sites whose support is computed from other latent sites' values (`Uniform(0, a)`
+    with `a` latent), found by following the model's operations from the latent values to the bounds."""
+    names = list(latents)
+
+    def bounds(values):
+        model_trace = trace(substitute(seed(model, 0), values)).get_trace(*args, **kwargs)
+        return [_support_arrays(model_trace[name]["fn"].support) for name in names]
+
+    values = {name: latents[name]["value"] for name in names}
+    try:
+        with block():
+            closed, shapes = jax.make_jaxpr(bounds, return_shape=True)(values)
+    except jax.errors.JAXTypeError:  # Python control flow on latent values: the model cannot be traced
+        return []
+    dependent = set(closed.jaxpr.invars)
+    for eqn in closed.jaxpr.eqns:
+        if any(isinstance(v, jax_core.Var) and v in dependent for v in eqn.invars):
+            dependent.update(eqn.outvars)
+    outputs = iter(closed.jaxpr.outvars)
+    found = []
+    for name, site_bounds in zip(names, shapes):
+        if any(isinstance(v, jax_core.Var) and v in dependent for v in [next(outputs) for _ in site_bounds]):
+            found.append(name)
+    return found
+
+
+def _check_fixed_supports(guide, model, args, kwargs, latents):
+    """Autoguides map each site through the support of its first trace: a support that moves with
+    other latents would give wrong draws and densities, so it is refused."""
+    dependent = _sites_with_dependent_support(model, args, kwargs, latents)
+    if dependent:
+        name = dependent[0]
+        raise ValueError(
+            f"site '{name}': its support {latents[name]['fn'].support} depends on the values of other latent "
+            f"sites, which {type(guide).__name__} cannot follow (it maps each site through one fixed support). "
+            f"Sample a variable of fixed support and transform it instead (for Uniform(0, a): "
+            f"{name} = a * sample('{name}_unit', Uniform(0, 1)) as a deterministic site), or use MCMC, which "
+            "follows such supports"
+        )
 
 
 class AutoGuide:
@@ -45,6 +100,7 @@ class AutoGuide:
             if isinstance(init, dict):
                 init = unconstrain_values(self.model, args, kwargs, init)
         self._latents = _latent_sites(prototype)
+        _check_fixed_supports(self, self.model, args, kwargs, self._latents)
         self._transforms = _transforms(self._latents)
         self._init_unconstrained = _initial_values(jax.random.PRNGKey(0), self._latents, self._transforms, init)
         flat, self._unravel = ravel_pytree(self._init_unconstrained)
@@ -138,7 +194,6 @@ class _AutoFlat(AutoGuide):
         return values
 
     def _sample_unconstrained(self, key, params):
-        from npr.handlers import substitute
 
         distribution = substitute(self._flat_distribution, params)()
         return self._unravel(distribution.sample(key))
@@ -147,7 +202,6 @@ class _AutoFlat(AutoGuide):
         return self._unravel(params[self._name("loc")])
 
     def _marginals(self, params):
-        from npr.handlers import substitute
 
         distribution = substitute(self._flat_distribution, params)()
         return self._unravel(distribution.mean), self._unravel(jnp.sqrt(distribution.variance))
