@@ -48,6 +48,7 @@ def _seeds():
 
 
 BAR_REPEATS = 15
+BAR_REPEATS_LONG = 5
 
 
 def _timed(fn):
@@ -105,13 +106,14 @@ def bench_npr(model, args, warmup, samples, chains):
         seconds, draws = _best_of(3, continued)  # this machine is noisy; every repeat draws the same
         steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
         per_key.append((_min_ess(draws, chains), steps, seconds))
-    # Progress bar cost: the same continued sampling with the bar on and off, interleaved, best of
-    # BAR_REPEATS each for runs under 0.2 s (a few milliseconds swing from run to run here), else 3.
+    # Progress bar cost: the same continued sampling with the bar on and off, interleaved (which goes
+    # first alternates), best of BAR_REPEATS each for runs under 0.2 s (a few milliseconds swing from
+    # run to run here), else of BAR_REPEATS_LONG.
     mcmc.progress_bar = True
     continued()  # the bar learns how fast this loop runs
     times = {True: [], False: []}
-    for _ in range(BAR_REPEATS if seconds < 0.2 else 3):
-        for bar in (True, False):
+    for repeat in range(BAR_REPEATS if seconds < 0.2 else BAR_REPEATS_LONG):
+        for bar in (True, False) if repeat % 2 == 0 else (False, True):
             mcmc.progress_bar = bar
             times[bar].append(_timed(lambda: continued())[0])
     mcmc.progress_bar = False
@@ -320,7 +322,10 @@ def main():
         f"{name} {100 * results['npr']['bar_cost']:+.1f}% of {1000 * results['npr']['bar_base']:.0f} ms"
         for name, _, results in rows
     )
-    how = f"continued runs interleaved, best of {BAR_REPEATS} for runs under 0.2 s, else of 3"
+    how = (
+        f"continued runs interleaved, alternating which goes first, best of {BAR_REPEATS} for runs under "
+        f"0.2 s, else of {BAR_REPEATS_LONG}"
+    )
     note = f"\nnpr progress bar cost (sampling with the bar on vs off, {how}): {costs}\n"
     print(note)
     with open(options.out, "a") as handle:
