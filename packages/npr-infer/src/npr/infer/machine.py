@@ -87,7 +87,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         after_window = jnp.any(schedule.window_ends == t[..., None] - 1, axis=-1)
         return adapting(t) & (first | after_window)
 
-    def begin(state, t, checkpoints=None):
+    def new_trajectory(state):
         x, _ = ravel_pytree(state.z)
         grad, _ = ravel_pytree(state.z_grad)
         key, key_momentum, key_transition = transition_keys(state.rng)
@@ -95,8 +95,12 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         r = draw_momentum(key_momentum, adapt.mass_matrix_sqrt, x)
         energy0 = state.potential_energy + kinetic_energy(adapt.inverse_mass_matrix, r)
         traj = init_trajectory(IntegratorState(x, r, state.potential_energy, grad), energy0, key_transition)
+        return state._replace(rng=key), traj, energy0
+
+    def begin(state, t, checkpoints=None):
+        state, traj, energy0 = new_trajectory(state)
         traj, doubling, subtree = start_doubling(traj, energy0, max_depth, checkpoints)
-        return _Machine(state._replace(rng=key), traj, doubling, subtree, energy0, t)
+        return _Machine(state, traj, doubling, subtree, energy0, t)
 
     def leaf(m):
         adapt = m.state.adapt_state
@@ -146,24 +150,15 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         adapt, step_size = _where_batched(due, vmap(search)(m.state, rng), (m.state.adapt_state, m.state.step_size))
         return m._replace(state=m.state._replace(adapt_state=adapt, step_size=step_size))
 
-    def begin_next(m):
-        return begin(m.state, m.t, m.subtree.checkpoints)
-
     def without_checkpoints(subtree):
         return subtree._replace(checkpoints=None)
 
     def begin_some(m, again):
-        # A new transition leaves the chain's state but its key as it is, and its subtree's checkpoint
-        # rows are rewritten before they are read: select only what changes.
-        started = vmap(begin_next)(m)
-        rng = _where_batched(again, started.state.rng, m.state.rng)
-        fresh = _where_batched(
-            again,
-            started._replace(state=None, t=None, subtree=without_checkpoints(started.subtree)),
-            m._replace(state=None, t=None, subtree=without_checkpoints(m.subtree)),
-        )
-        subtree = fresh.subtree._replace(checkpoints=m.subtree.checkpoints)
-        return fresh._replace(state=m.state._replace(rng=rng), t=m.t, subtree=subtree)
+        # A new transition leaves the chain's state but its key as it is: select only what changes.
+        # Its first doubling is started with those of continuing trajectories (see `events`).
+        started, traj, energy0 = vmap(new_trajectory)(m.state)
+        rng, traj, energy0 = _where_batched(again, (started.rng, traj, energy0), (m.state.rng, m.traj, m.energy0))
+        return m._replace(state=m.state._replace(rng=rng), traj=traj, energy0=energy0)
 
     vmap = jax.vmap
     num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
@@ -188,11 +183,12 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
             due = (again & search_due(m.t)) | pending
             m = jax.lax.cond(jnp.any(due), search_some, lambda m, *_: m, m, due, rng)
         m = jax.lax.cond(jnp.any(again), begin_some, lambda m, _: m, m, again)
-        # A continuing trajectory changes only its key, direction and subtree: select just those.
-        continuing = done_subtree & ~done
+        # A doubling changes only the trajectory's key, the direction and the subtree (whose
+        # checkpoint rows are rewritten before they are read): select just those.
+        doubling = (done_subtree & ~done) | again
         doubled = vmap(next_doubling)(m)
         fresh = _where_batched(
-            continuing,
+            doubling,
             (doubled.traj.key, doubled.doubling, without_checkpoints(doubled.subtree)),
             (m.traj.key, m.doubling, without_checkpoints(m.subtree)),
         )
