@@ -107,8 +107,9 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         step = m.doubling.direction * adapt.step_size
         return add_leaf(potential_and_grad, adapt.inverse_mass_matrix, m.subtree, step, m.energy0, max_depth, max_delta)
 
-    def merge(m):
-        return m._replace(traj=merge_subtree(m.traj, m.doubling, m.subtree, m.state.adapt_state.inverse_mass_matrix))
+    def merge(m, done_subtree):
+        imm = m.state.adapt_state.inverse_mass_matrix
+        return m._replace(traj=merge_subtree(m.traj, m.doubling, m.subtree, imm, merging=done_subtree))
 
     def next_doubling(m):
         traj, doubling, subtree = start_doubling(m.traj, m.energy0, max_depth, m.subtree.checkpoints)
@@ -173,7 +174,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
         # Runs only when some chain's subtree ended or its first search is pending: merges, then
         # finishes and restarts transitions.
         m, buffers = carry
-        m = m._replace(traj=_where_batched(done_subtree, vmap(merge)(m).traj, m.traj))
+        m = vmap(merge)(m, done_subtree)
         done = done_subtree & vmap(lambda traj: trajectory_done(traj, max_depth))(m.traj)
         m, buffers = jax.lax.cond(jnp.any(done), finish_some, lambda c, _: c, (m, buffers), done)
         again = done & (m.t < stop)

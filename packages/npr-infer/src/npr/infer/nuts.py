@@ -244,16 +244,25 @@ def start_doubling(traj, energy0, max_tree_depth, checkpoints=None):
     return traj, Doubling(forward, direction, uniform(w1[0], dtype)), subtree
 
 
-def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
-    """Join a finished subtree to the trajectory (biased progressive sampling between them)."""
+def merge_subtree(traj, doubling, subtree, inverse_mass_matrix, merging=None):
+    """Join a finished subtree to the trajectory (biased progressive sampling between them).
+
+    With a boolean `merging`, the trajectory is returned unchanged where it is False: the choices the
+    merge makes anyway carry it, so no select over the whole trajectory is needed.
+    """
+    keep = lambda new, old: new if merging is None else jnp.where(merging, new, old)
+    added = lambda value: value if merging is None else jnp.where(merging, value, jnp.zeros_like(value))
     forward = doubling.forward
     valid = ~subtree.turning & ~subtree.diverging
-    left = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.left, subtree.end)
-    right = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), subtree.end, traj.right)
+    valid = valid if merging is None else valid & merging
+    keep_left = forward if merging is None else forward | ~merging
+    take_right = forward if merging is None else forward & merging
+    left = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_left, a, b), traj.left, subtree.end)
+    right = jax.tree_util.tree_map(lambda a, b: jnp.where(take_right, a, b), subtree.end, traj.right)
     log_u = jnp.log(doubling.merge_uniform)
     take = valid & (log_u < subtree.log_weight - traj.log_weight)
     proposal = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), subtree.proposal, traj.proposal)
-    rho = traj.rho + subtree.rho
+    rho = traj.rho + added(subtree.rho)
     vel = lambda r: velocity(inverse_mass_matrix, r)
     turned = _turned(vel(left.r), vel(right.r), rho)
     # Stan's extra checks: the old trajectory with the subtree's first leaf, and the subtree with
@@ -263,7 +272,7 @@ def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
     first_v, first_p = subtree.checkpoints[0][0], subtree.checkpoints[1][0]  # leaf 0: row 0
     turned |= _turned(vel(far.r), first_v, traj.rho + first_p)
     turned |= _turned(vel(edge.r), vel(subtree.end.r), subtree.rho + edge.r)
-    turning = jnp.where(valid, turned, subtree.turning)
+    turning = jnp.where(valid, turned, keep(subtree.turning, traj.turning))
     return Trajectory(
         left=left,
         right=right,
@@ -271,11 +280,11 @@ def merge_subtree(traj, doubling, subtree, inverse_mass_matrix):
         proposal_energy=jnp.where(take, subtree.proposal_energy, traj.proposal_energy),
         log_weight=jnp.where(valid, jnp.logaddexp(traj.log_weight, subtree.log_weight), traj.log_weight),
         rho=rho,
-        depth=traj.depth + 1,
-        num_steps=traj.num_steps + subtree.leaf,
-        sum_accept_prob=traj.sum_accept_prob + subtree.sum_accept_prob,
+        depth=traj.depth + (1 if merging is None else merging.astype(traj.depth.dtype)),
+        num_steps=traj.num_steps + added(subtree.leaf),
+        sum_accept_prob=traj.sum_accept_prob + added(subtree.sum_accept_prob),
         turning=turning,
-        diverging=subtree.diverging,
+        diverging=keep(subtree.diverging, traj.diverging),
         key=traj.key,
     )
 
