@@ -264,14 +264,16 @@ def _describe(schedule):
     return describe
 
 
-def _in_chunks(program, state, buffer, schedule, bar_id, speed_key=None):
-    """Call `program` on successive chunks of the schedule, moving bar `bar_id` after each."""
+def _in_chunks(program, state, buffer, schedule, bar_id, speed_key=None, offset=0):
+    """Call `program` on successive chunks of the schedule, moving bar `bar_id` (which counts
+    iterations from `offset`) after each."""
 
     def call(start, stop, carry):
         return program(*carry, schedule._replace(start=np.int32(start), stop=np.int32(stop)))
 
     start, stop = int(schedule.start), int(schedule.stop)
-    return progress.run_in_chunks(call, (state, buffer), start, stop, bar_id, _describe(schedule), speed_key)
+    describe = _describe(schedule)
+    return progress.run_in_chunks(call, (state, buffer), start, stop, bar_id, describe, speed_key, offset)
 
 
 def run_chains(
@@ -369,3 +371,27 @@ def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):
     state, _ = _in_chunks(program, state, None, schedule, bar_id)
     progress.close_bar(bar_id, progress.hmc_progress(state), progress.hmc_postfix)
     return state
+
+
+def warmup_and_sample(potential_fn, state, num_warmup, num_samples, progbar=True):
+    """`num_warmup` adaptation iterations of one chain, then `num_samples` draws, in one compiled
+    chain program (one compilation of the model's gradient), with a bar for each phase.
+
+    Returns the last state and the draws of `z` (leading axis: draw).
+    """
+    schedule = make_schedule(num_warmup, num_samples)
+    single = _compiled("single", compiler_options(gradient_work(potential_fn, state.z)))
+    program = lambda s, b, sched: single(potential_fn, s, b, sched, (), ())
+    carry = state, empty_buffer(state, num_samples, ())
+    if not progbar:
+        carry = program(*carry, schedule)
+    else:
+        for desc, start, stop in (("warmup", 0, num_warmup), ("sample", num_warmup, num_warmup + num_samples)):
+            if stop == start:
+                continue
+            bar_id = progress.open_bar(stop - start, desc)
+            phase = schedule._replace(start=np.int32(start), stop=np.int32(stop))
+            carry = _in_chunks(program, *carry, phase, bar_id, offset=start)
+            progress.close_bar(bar_id, progress.hmc_progress(carry[0]), progress.hmc_postfix)
+    last, (z, _) = carry
+    return last, z

@@ -1,11 +1,14 @@
 """Collecting draws in one compiled loop (`fori_collect`) and the seed's `mcmc()` driver."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from npr.diagnostics import print_summary as print_diagnostics
 from npr.infer import progress
-from npr.infer.hmc import hmc
+from npr.infer.chain import warmup_and_sample
+from npr.infer.hmc import hmc, initial_state
 
 
 def _identity(x):
@@ -79,6 +82,12 @@ def fori_collect(
     return (collected, last) if return_last_val else collected
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_map(function):
+    """`function` applied to each draw (leading axis) in one compiled call."""
+    return jax.jit(jax.vmap(function))
+
+
 def _constrained_z(constrain_fn):
     return lambda state: constrain_fn(state.z)
 
@@ -116,15 +125,21 @@ def mcmc(num_warmup, num_samples, init_params, sampler="hmc", constrain_fn=None,
     progbar = sampler_kwargs.pop("progbar", True)
     constrain_fn = _identity if constrain_fn is None else constrain_fn
     init_kernel, sample_kernel = hmc(potential_fn, kinetic_fn, algo)
-    state = init_kernel(init_params, num_warmup, progbar=progbar, **sampler_kwargs)
-    samples = fori_collect(
-        num_samples,
-        sample_kernel,
-        state,
-        transform=_constrained_z(constrain_fn),
-        progbar=progbar,
-        diagnostics_fn=progress.hmc_postfix,
-    )
+    if sampler_kwargs.pop("run_warmup", True):
+        # Warmup and sampling in one program: the model's gradient is compiled once.
+        state = initial_state(potential_fn, init_params, num_warmup, algo, **sampler_kwargs)
+        _, z = warmup_and_sample(potential_fn, state, int(num_warmup), int(num_samples), progbar=progbar)
+        samples = _compiled_map(constrain_fn)(z)
+    else:
+        state = init_kernel(init_params, num_warmup, progbar=progbar, run_warmup=False, **sampler_kwargs)
+        samples = fori_collect(
+            num_samples,
+            sample_kernel,
+            state,
+            transform=_constrained_z(constrain_fn),
+            progbar=progbar,
+            diagnostics_fn=progress.hmc_postfix,
+        )
     if print_summary:
         _print_summary(samples)
     return samples

@@ -53,13 +53,14 @@ def _host_update(bar_id, iteration, state, formatter, sampling=None):
     bar.update(max(0, int(np.max(iteration)) + 1 - bar.n))
 
 
-def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
+def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None, offset=0):
     """Run iterations `[start, stop)` as `carry = call(a, b, carry)` on successive chunks, moving bar
     `bar_id` after each; chunks are sized from measured speed to give a few updates a second.
 
     `describe(carry, b)` returns `(state, formatter, sampling)` for the bar's postfix and label.
     With a hashable `speed_key` naming the compiled loop, the speed its last run measured sizes the
-    first chunk (a run expected to last under `UPDATE_SECONDS` is then one call).
+    first chunk (a run expected to last under `UPDATE_SECONDS` is then one call). The bar counts
+    iterations from `offset`.
 
     Example:
       >>> bar = open_bar(10, "count")
@@ -74,7 +75,7 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None):
         carry = jax.block_until_ready(call(start, end, carry))
         per_iteration = (time.perf_counter() - began) / (end - start)
         state, formatter, sampling = describe(carry, end)
-        _host_update(bar_id, end - 1, jax.tree_util.tree_map(np.asarray, state), formatter, sampling)
+        _host_update(bar_id, end - 1 - offset, jax.tree_util.tree_map(np.asarray, state), formatter, sampling)
         # The first call may include compilation: its estimate is pessimistic, the next one corrects it.
         size = _chunk(per_iteration)
         if speed_key is not None:
