@@ -15,7 +15,7 @@ import numpy as np
 from npr.diagnostics import e_bfmi, format_summary
 from npr.infer.chain import make_schedule, merge_chain_axis, run_chains, tree_index
 from npr.infer.gradient_work import glue_compilation
-from npr.infer.hmc import as_sampler_float, key_data, state_at
+from npr.infer.hmc import KernelSettings, as_sampler_float, key_data, state_at
 from npr.infer.util import (
     ModelPotential,
     check_init_strategy,
@@ -114,6 +114,34 @@ def _compiled_search():
         static_argnums=tuple(range(6)),
         compiler_options=glue_compilation(),
     )
+
+
+def initial_states(
+    key, potential, latents, strategy, num_chains, settings, step_size, potential_args, max_tries=MAX_INIT_TRIES
+):
+    """States of `num_chains` chains at initial values found as `strategy` says (see `_proposals`), in
+    one compiled search; an error naming the sites to blame where a chain found none."""
+    check_init_strategy(strategy, latents, potential, *potential_args)
+    kind = "values" if isinstance(strategy, dict) else strategy
+    shapes = tuple((name, info.unconstrained_shape) for name, info in latents.items())
+    values = strategy if kind == "values" else None
+    max_tries = 1 if kind == "values" else max_tries
+    states, found = _compiled_search()(
+        potential, settings, num_chains, shapes, kind, max_tries, key, values, potential_args, step_size
+    )
+    found = np.asarray(found)  # on the host: np.all of a device array compiles a reduction
+    if not found.all():
+        chain = int(np.flatnonzero(~found)[0])
+        at = tree_index((states.z, states.z_grad), chain)
+        raise_not_found(potential, strategy, *potential_args, *at, max_tries=max_tries)
+    return states
+
+
+def initial_values(key, potential, latents, strategy, max_tries, potential_args):
+    """Unconstrained initial values of one chain, as `initialize_model` returns them."""
+    settings = KernelSettings.checked()
+    states = initial_states(key, potential, latents, strategy, 1, settings, 1.0, potential_args, max_tries)
+    return tree_index(states.z, 0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -240,20 +268,7 @@ class MCMC:
                 init_params = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], init_params)
             return _states_at_params(potential, settings, self.num_chains, key, init_params, potential_args, step_size)
         strategy = self.kernel.init_strategy
-        check_init_strategy(strategy, latents, potential, *potential_args)
-        kind = "values" if isinstance(strategy, dict) else strategy
-        shapes = tuple((name, info.unconstrained_shape) for name, info in latents.items())
-        values = strategy if kind == "values" else None
-        max_tries = 1 if kind == "values" else MAX_INIT_TRIES
-        states, found = _compiled_search()(
-            potential, settings, self.num_chains, shapes, kind, max_tries, key, values, potential_args, step_size
-        )
-        found = np.asarray(found)  # on the host: np.all of a device array compiles a reduction
-        if not found.all():
-            chain = int(np.flatnonzero(~found)[0])
-            at = tree_index((states.z, states.z_grad), chain)
-            raise_not_found(potential, strategy, *potential_args, *at, max_tries=max_tries)
-        return states
+        return initial_states(key, potential, latents, strategy, self.num_chains, settings, step_size, potential_args)
 
     # ---------------------------------------------------------------- loops
     def _run(self, potential, states, schedule, num_kept, fields, potential_args, finish_later=None):

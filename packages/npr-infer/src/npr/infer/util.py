@@ -216,40 +216,24 @@ def initialize_model(rng, model, *model_args, init_strategy="uniform", max_tries
     """
     if not (isinstance(init_strategy, dict) or init_strategy in INIT_STRATEGIES):
         raise ValueError(f"init_strategy must be one of {INIT_STRATEGIES} or a dict of values, got {init_strategy!r}")
-    rng = jnp.asarray(jax.random.key_data(rng)) if jnp.issubdtype(jnp.asarray(rng).dtype, jax.dtypes.prng_key) else rng
-    key_trace, key_init = jax.random.split(rng)
-    prototype = trace(seed(model, key_trace)).get_trace(*model_args, **model_kwargs)
-    latents = _latent_sites(prototype)
+    # Imported here: the driver is built on this module.
+    from npr.infer.driver import initial_values
+
+    rng = jax.random.key_data(rng) if jnp.issubdtype(jnp.asarray(rng).dtype, jax.dtypes.prng_key) else rng
+    latents, _ = model_structure(rng, model, model_args, model_kwargs)
     if not latents:
         raise ValueError("the model has no latent sample sites: there is nothing to infer")
-    transforms = _transforms(latents)
-    if isinstance(init_strategy, dict):
-        _check_init_dict(init_strategy, latents, model, model_args, model_kwargs)
-        init_strategy = unconstrain_values(model, model_args, model_kwargs, init_strategy)
-
-    potential_fn = partial(_potential, model, model_args, tuple(sorted(model_kwargs.items())))
+    dynamic_args, dynamic_kwargs, static = split_static_arguments(model_args, model_kwargs)
+    potential = ModelPotential(model, latents, static)
+    arguments = (dynamic_args, dynamic_kwargs)
+    params = initial_values(rng, potential, latents, init_strategy, max_tries, arguments)
+    potential_fn = partial(_potential_at, potential, arguments)
     constrain_fn = partial(_constrain, model, model_args, tuple(sorted(model_kwargs.items())))
-    value_and_grad = jax.jit(jax.value_and_grad(potential_fn))
-    params = None
-    for attempt in range(max_tries):
-        params = _initial_values(jax.random.fold_in(key_init, attempt), latents, transforms, init_strategy)
-        value, grads = value_and_grad(params)
-        finite = np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads.values())
-        if finite:
-            return params, potential_fn, constrain_fn
-        if isinstance(init_strategy, dict):
-            break
-    problems = _report_non_finite(model, model_args, model_kwargs, params, grads)
-    tries = 1 if isinstance(init_strategy, dict) else max_tries
-    raise RuntimeError(
-        f"cannot find initial parameters with a finite log density and gradient after {tries} "
-        f"attempt(s) with init_strategy={init_strategy if not isinstance(init_strategy, dict) else 'dict'}:\n  "
-        + "\n  ".join(problems or ["the potential is not finite, but no single site is to blame"])
-    )
+    return params, potential_fn, constrain_fn
 
 
-def _potential(model, model_args, model_kwargs_items, params):
-    return potential_energy(model, model_args, dict(model_kwargs_items), params)
+def _potential_at(potential, arguments, params):
+    return potential(params, *arguments)
 
 
 def _constrain(model, model_args, model_kwargs_items, params):
