@@ -240,6 +240,25 @@ def test_mcmc_driver_prints_table(capsys):
     assert "x[0]" in out and "x[1]" in out
 
 
+def test_mcmc_without_warmup_draws_as_the_functional_core():
+    # No warmup: mcmc() searches a step size as init_kernel does, then draws as fori_collect does.
+    potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+    key = jax.random.PRNGKey(5)
+    draws = mcmc(0, 30, {"x": jnp.ones(2)}, potential_fn=potential, print_summary=False, progbar=False, rng=key)
+    init_kernel, sample_kernel = hmc(potential)
+    state = init_kernel({"x": jnp.ones(2)}, 0, progbar=False, rng=key)
+    expected = fori_collect(30, sample_kernel, state, lambda s: s.z, progbar=False)
+    np.testing.assert_array_equal(draws["x"], expected["x"])
+
+
+def test_mcmc_shows_a_bar_per_phase(capsys):
+    potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+    draws = mcmc(40, 30, {"x": jnp.ones(2)}, potential_fn=potential, print_summary=False)
+    assert draws["x"].shape == (30, 2)
+    bars = capsys.readouterr().err
+    assert "warmup: 100%" in bars and "40/40" in bars and "sample: 100%" in bars and "30/30" in bars
+
+
 class TestBadInput:
     @pytest.mark.parametrize(
         "kwargs,match",

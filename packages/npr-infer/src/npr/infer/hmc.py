@@ -124,8 +124,8 @@ def transition_keys(rng):
 
 def _search_key(rng):
     """The step-size search's key: of the loop-free hash where the chain's key allows (as in
-    `transition_keys`); JAX's threefry, a loop of five iterations on CPU, made the search the dearest
-    part of a chain program to compile (logistic regression, 2 chains: 0.5 of 2.0 s)."""
+    `transition_keys`), so that the search, like the transitions, runs no five-iteration threefry
+    loop (see `npr.infer.rng`)."""
     if rng.shape == (2,) and rng.dtype == jnp.uint32:
         return jax.random.fold_in(jax.random.wrap_key_data(rng, impl=STRAIGHT_THREEFRY), 2)
     return jax.random.fold_in(rng, 2)
@@ -266,15 +266,10 @@ def init_state(
 ):
     """The state at `init_params` (unconstrained), before any warmup.
 
-    Made in one compiled call where `potential_fn` can key a compiled program (it is hashable): run
-    operation by operation, a first call compiled each operation of the potential and its gradient
-    on its own (logistic regression: about 70 programs, 1.7 s).
+    Made in one compiled call: run operation by operation, a first call compiled each operation of
+    the potential and its gradient on its own (logistic regression: about 70 programs, 1.7 s).
     """
     arguments = init_params, key_data(rng_key), step_size, inverse_mass_matrix, potential_args
-    try:
-        hash(potential_fn)
-    except TypeError:
-        return _init_state(potential_fn, settings, *arguments)
     return _compiled_init_state(potential_fn, settings, *arguments)
 
 

@@ -54,11 +54,6 @@ def _where(mask, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(mask, a, b), new, old)
 
 
-def _any_then(mask, update, carry):
-    """`update(carry)` where `mask` holds, others unchanged; skipped when no chain needs it."""
-    return jax.lax.cond(jnp.any(mask), lambda c: _where_batched(mask, update(c), c), lambda c: c, carry)
-
-
 def _where_batched(mask, new, old):
     def pick(a, b):
         m = mask.reshape(mask.shape + (1,) * (jnp.ndim(a) - 1))
@@ -147,7 +142,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
 
     def search_some(m, due, rng):
         # Only the step size and the adaptation state change: a select over the whole machine would
-        # add a fusion per field to the program (logistic regression: 0.35 s of compilation).
+        # add a fusion per field to the program (logistic regression, 2 chains: 0.13 s of compilation).
         adapt, step_size = _where_batched(due, vmap(search)(m.state, rng), (m.state.adapt_state, m.state.step_size))
         return m._replace(state=m.state._replace(adapt_state=adapt, step_size=step_size))
 

@@ -83,7 +83,7 @@ def fori_collect(
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_map(function):
+def _mapped(function):
     """`function` applied to each draw (leading axis) in one compiled call."""
     return jax.jit(jax.vmap(function))
 
@@ -125,12 +125,12 @@ def mcmc(num_warmup, num_samples, init_params, sampler="hmc", constrain_fn=None,
     progbar = sampler_kwargs.pop("progbar", True)
     constrain_fn = _identity if constrain_fn is None else constrain_fn
     init_kernel, sample_kernel = hmc(potential_fn, kinetic_fn, algo)
-    if sampler_kwargs.pop("run_warmup", True):
+    if sampler_kwargs.pop("run_warmup", True) and int(num_warmup) > 0:
         # Warmup and sampling in one program: the model's gradient is compiled once.
         state = initial_state(potential_fn, init_params, num_warmup, algo, **sampler_kwargs)
         _, z = warmup_and_sample(potential_fn, state, int(num_warmup), int(num_samples), progbar=progbar)
-        samples = _compiled_map(constrain_fn)(z)
-    else:
+        samples = _mapped(constrain_fn)(z)
+    else:  # no warmup: the step size is searched for first, as `init_kernel` does
         state = init_kernel(init_params, num_warmup, progbar=progbar, run_warmup=False, **sampler_kwargs)
         samples = fori_collect(
             num_samples,
