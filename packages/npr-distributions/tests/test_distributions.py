@@ -128,6 +128,32 @@ def test_lkj_density_integrates_to_one_in_two_dimensions():
     assert abs(total - 1) < 1e-6
 
 
+def test_multivariate_normal_batched_density_and_gradients():
+    # A batch of scale factors against SciPy, and the gradients of the log density in the value and
+    # the scale factor against their closed forms: -S^-1 (x - mu) and -L^-T + S^-1 (x - mu)(x - mu)^T L^-T.
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(3, 4, 4))
+    cov = a @ np.swapaxes(a, -1, -2) + 4 * np.eye(4)
+    tril = np.linalg.cholesky(cov)
+    loc = rng.normal(size=(3, 4))
+    x = rng.normal(size=(3, 4))
+    d = dist.MultivariateNormal(jnp.asarray(loc), scale_tril=jnp.asarray(tril))
+    expected = [stats.multivariate_normal(loc[i], cov[i]).logpdf(x[i]) for i in range(3)]
+    np.testing.assert_allclose(d.log_prob(jnp.asarray(x)), expected, rtol=1e-5)
+
+    def log_density(value, scale_tril):
+        return dist.MultivariateNormal(jnp.asarray(loc[0]), scale_tril=scale_tril).log_prob(value)
+
+    grad_x, grad_tril = jax.grad(log_density, argnums=(0, 1))(jnp.asarray(x[0]), jnp.asarray(tril[0]))
+    precision = np.linalg.inv(cov[0])
+    diff = x[0] - loc[0]
+    inv_tril_t = np.linalg.inv(tril[0]).T
+    np.testing.assert_allclose(grad_x, -precision @ diff, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        grad_tril, np.tril(-inv_tril_t + precision @ np.outer(diff, diff) @ inv_tril_t), rtol=1e-4, atol=1e-6
+    )
+
+
 REPARAMETRIZED = [
     ("Normal", lambda loc, scale: dist.Normal(loc, scale), (0.3, 1.2)),
     ("LogNormal", lambda loc, scale: dist.LogNormal(loc, scale), (0.3, 0.5)),

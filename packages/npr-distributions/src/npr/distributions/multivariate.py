@@ -115,7 +115,9 @@ class MultivariateNormal(Distribution):
         batch = jnp.broadcast_shapes(diff.shape[:-1], self.batch_shape)
         scale_tril = jnp.broadcast_to(self.scale_tril, batch + self.scale_tril.shape[-2:])
         diff = jnp.broadcast_to(diff, batch + diff.shape[-1:])
-        whitened = solve_triangular(scale_tril, diff[..., None], lower=True)[..., 0]
+        # L x = d solved as (L^T)^T x = d: LAPACK reads its matrix column-major, which L^T is when L
+        # comes in row-major, so a scale given as data is not relaid out on every evaluation.
+        whitened = solve_triangular(jnp.swapaxes(scale_tril, -2, -1), diff[..., None], trans=1, lower=False)[..., 0]
         half_log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)), axis=-1)
         return -0.5 * jnp.sum(whitened**2, axis=-1) - half_log_det - self.event_shape[0] * _HALF_LOG_TWO_PI
 
