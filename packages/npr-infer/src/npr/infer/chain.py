@@ -298,14 +298,16 @@ def run_chains(
         """`program` run through the schedule with a bar; `queued`: its result, already dispatched."""
         if not show:
             return program(state, buffer, schedule)
-        bar_id = progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
+        open_bar = lambda: progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
         speed_key = (potential, fields, kind, num_chains)
         start, stop = int(schedule.start), int(schedule.stop)
         if queued is None and finish_later is not None and progress.expects_one_call(speed_key, start, stop):
             out = program(state, buffer, schedule)
+            bar_id = open_bar()  # drawn while the dispatched run computes
 
             finish_later.append(lambda: progress.complete_bar(bar_id, out, stop, _describe(schedule)))
             return out
+        bar_id = open_bar()
         if queued is None:
             out = _in_chunks(program, state, buffer, schedule, bar_id, speed_key)
         else:
