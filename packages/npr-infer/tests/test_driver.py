@@ -268,30 +268,36 @@ def test_vectorized_chains_of_different_lengths_match_sequential(vectorized_prog
 @pytest.mark.parametrize("program", sorted(VECTORIZED_PROGRAMS))
 def test_vectorized_chains_split_into_groups_draw_as_one_program(program, monkeypatch, capsys):
     # On a CPU with several cores, vectorized chains run as equal groups, one host thread each
-    # (npr.infer.chain_groups): one compiled program serves every group and each chain draws what it
-    # draws in one program over all chains.
+    # (npr.infer.chain_groups), or with few chains per core as one-chain programs: one compiled
+    # program serves every group and each chain draws what it draws in one program over all chains.
     monkeypatch.setattr(chain, "LOCKSTEP_MAX_ELEMENTS", VECTORIZED_PROGRAMS[program])
     kernel = fixed_kernel_of_three_scales()
     init = {"x": jnp.array([[0.0, 0.0, 0.0], [0.1, 3.0, 80.0], [0.0, -1.0, -40.0], [0.2, 0.5, 10.0]])}
     groups = []
     real = chain_groups.run_grouped
-    spy = lambda lower, call, n, *a: groups.append(n) or real(lower, call, n, *a)
+
+    def spy(lower, call, num_groups, key, state, buffer, schedule, one_chain=False):
+        groups.append((num_groups, one_chain))
+        return real(lower, call, num_groups, key, state, buffer, schedule, one_chain)
+
     monkeypatch.setattr(chain_groups, "run_grouped", spy)
     out = {}
-    for cores in (1, 2, 4):
+    # (cores, one-chain programs for up to this many chains per core)
+    for cores, per_core in ((1, 2), (2, 2), (2, 1), (4, 0)):
         monkeypatch.setattr(chain_groups, "host_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(chain_groups, "MAX_SINGLE_CHAINS_PER_CORE", per_core)
         mcmc = MCMC(kernel, num_warmup=0, num_samples=30, num_chains=4, chain_method="vectorized", progress_bar=False)
         mcmc.run(jax.random.PRNGKey(0), init_params=init, extra_fields=("num_steps",))
         traced = TRACE_COUNTS["chain"]
         mcmc.progress_bar = True
         mcmc.run(jax.random.PRNGKey(0), init_params=init, extra_fields=("num_steps",))
         assert TRACE_COUNTS["chain"] == traced  # the bar is fed between calls of the same program
-        out[cores] = mcmc.get_samples(group_by_chain=True)["x"], mcmc.get_extra_fields(group_by_chain=True)
-    assert sorted(set(groups)) == [2, 4]
+        out[cores, per_core] = mcmc.get_samples(group_by_chain=True)["x"], mcmc.get_extra_fields(group_by_chain=True)
+    assert sorted(set(groups)) == [(2, False), (4, False), (4, True)]
     assert "100%" in capsys.readouterr().err
-    for cores in (2, 4):
-        np.testing.assert_array_equal(out[1][1]["num_steps"], out[cores][1]["num_steps"])
-        np.testing.assert_allclose(out[1][0], out[cores][0], rtol=1e-4, atol=1e-4)
+    for setting in ((2, 2), (2, 1), (4, 0)):
+        np.testing.assert_array_equal(out[1, 2][1]["num_steps"], out[setting][1]["num_steps"])
+        np.testing.assert_allclose(out[1, 2][0], out[setting][0], rtol=1e-4, atol=1e-4)
 
 
 def test_chain_groups_run_with_the_callers_jax_settings(monkeypatch):
@@ -314,6 +320,16 @@ def test_chain_groups_are_equal_and_only_on_cpu_for_small_gradients():
     assert chain_groups.group_count(4, 400, "cpu", cores=1) == 1
     assert chain_groups.group_count(4, 400, "gpu", cores=8) == 1
     assert chain_groups.group_count(4, chain_groups.MAX_ELEMENTS + 1, "cpu", cores=8) == 1
+
+
+def test_few_chains_per_core_run_as_one_chain_programs():
+    assert chain_groups.one_chain_per_call(4, 400, "cpu", cores=2)
+    assert chain_groups.one_chain_per_call(3, 400, "cpu", cores=2)  # no equal groups needed
+    assert not chain_groups.one_chain_per_call(5, 400, "cpu", cores=2)
+    assert not chain_groups.one_chain_per_call(4, 400, "cpu", cores=1)
+    assert not chain_groups.one_chain_per_call(4, 400, "gpu", cores=8)
+    assert not chain_groups.one_chain_per_call(1, 400, "cpu", cores=8)
+    assert not chain_groups.one_chain_per_call(4, chain_groups.MAX_ELEMENTS + 1, "cpu", cores=8)
 
 
 def test_one_float_dtype_whatever_the_inputs():

@@ -294,14 +294,16 @@ def run_chains(
     show = bool(progress_bar) and total > 0
     fields = tuple(fields)
 
-    def run(program, state, buffer, label, kind, queued=None):
-        """`program` run through the schedule with a bar; `queued`: its result, already dispatched."""
+    def run(program, state, buffer, label, kind, queued=None, blocks=False):
+        """`program` run through the schedule with a bar; `queued`: its result, already dispatched;
+        `blocks`: whether `program` returns only once its results are ready."""
         if not show:
             return program(state, buffer, schedule)
         open_bar = lambda: progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
         speed_key = (potential, fields, kind, num_chains)
         start, stop = int(schedule.start), int(schedule.stop)
-        if queued is None and finish_later is not None and progress.expects_one_call(speed_key, start, stop):
+        one_call = progress.expects_one_call(speed_key, start, stop)
+        if queued is None and finish_later is not None and not blocks and one_call:
             out = program(state, buffer, schedule)
             bar_id = open_bar()  # drawn while the dispatched run computes
 
@@ -339,24 +341,32 @@ def run_chains(
         results = [run(program, *args, "single", out) for *args, out in zip(chains, buffers, labels, queued)]
         last = tree_stack([r[0] for r in results])
         return last, (tree_stack([r[1] for r in results]) if num_kept else None)
+    blocks = False  # grouped chains are run by host threads: their program returns when they are done
     if method == "vectorized":
-        kind = "vectorized" if runs_in_lockstep(potential, states, potential_args) else "asynchronous"
-        vectorized = _compiled(kind, options)
-        program = lambda s, b, sched: vectorized(potential, s, b, sched, fields, potential_args)
-        groups = chain_groups.group_count(num_chains, work.elements, jax.default_backend())
+        platform = jax.default_backend()
+        one_chain = chain_groups.one_chain_per_call(num_chains, work.elements, platform)
+        if one_chain:
+            kind, groups = "single", num_chains
+        else:
+            kind = "vectorized" if runs_in_lockstep(potential, states, potential_args) else "asynchronous"
+            groups = chain_groups.group_count(num_chains, work.elements, platform)
+        compiled = _compiled(kind, options)
+        program = lambda s, b, sched: compiled(potential, s, b, sched, fields, potential_args)
         if groups > 1:
+            blocks = True
             key = kind, tuple(sorted(options.items())), potential, fields, chain_groups.signature(potential_args)
-            lower = lambda s, b, sched: vectorized.lower(potential, s, b, sched, fields, potential_args)
+            lower = lambda s, b, sched: compiled.lower(potential, s, b, sched, fields, potential_args)
             # On the device here: the groups' threads would convert host data with their own settings.
             device_args = jax.device_put(potential_args)
             call = lambda executable, s, b, sched: executable(s, b, sched, device_args)
-            program = lambda s, b, sched: chain_groups.run_grouped(lower, call, groups, key, s, b, sched)
+            program = lambda s, b, sched: chain_groups.run_grouped(lower, call, groups, key, s, b, sched, one_chain)
     else:
         kind = "parallel"
         parallel = _parallel_program(potential, fields)
         program = lambda s, b, sched: parallel(s, b, sched, potential_args)
     label = f"{num_chains} chain{'s' if num_chains > 1 else ''}"
-    return run(program, states, empty_buffer(states, num_kept, fields, num_chains), label, kind)
+    buffer = empty_buffer(states, num_kept, fields, num_chains)
+    return run(program, states, buffer, label, kind, blocks=blocks)
 
 
 def warmup(potential_fn, state, num_warmup, progbar=True, desc="warmup"):
