@@ -300,6 +300,41 @@ def test_vectorized_chains_split_into_groups_draw_as_one_program(program, monkey
         np.testing.assert_allclose(out[1, 2][0], out[setting][0], rtol=1e-4, atol=1e-4)
 
 
+CHAIN_PROGRAMS = ("chain_program", "_one_stacked_program", "_vectorized_program", "_asynchronous_program")
+
+
+@pytest.mark.parametrize(
+    "num_chains, method", [(1, "vectorized"), (3, "sequential"), (4, "vectorized"), (8, "vectorized")]
+)
+def test_a_new_run_compiles_its_chain_program_once_while_it_searches_initial_states(
+    num_chains, method, monkeypatch, caplog
+):
+    # The chain program is lowered before the initial-state search and compiled on a worker thread
+    # meanwhile; the run then finds it compiled (one-chain calls, groups, sequential, one chain).
+    monkeypatch.setattr(chain_groups, "host_cores", lambda: 2)
+
+    def model(y):  # a model of its own: nothing of it is compiled yet
+        scale = sample("scale", dist.HalfNormal(1.0))
+        sample("y", dist.Normal(0.0, scale), obs=y)
+
+    mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, num_chains=num_chains, chain_method=method)
+    mcmc.progress_bar = False
+    jax.config.update("jax_log_compiles", True)  # globally: the worker thread compiles
+    try:
+        with caplog.at_level("WARNING"):
+            mcmc.run(jax.random.PRNGKey(0), np.array([0.5, -1.0, 2.0]))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [
+        r
+        for r in caplog.records
+        if "XLA compilation of" in r.getMessage() and r.getMessage().split("(")[1].split(")")[0] in CHAIN_PROGRAMS
+    ]
+    assert len(compiled) == 1, [r.getMessage() for r in compiled]
+    assert compiled[0].threadName.startswith("npr-compile")
+    assert mcmc.get_samples()["scale"].shape == (num_chains * 10,)
+
+
 def test_chain_groups_run_with_the_callers_jax_settings(monkeypatch):
     # `jax.enable_x64` as a context holds for the caller's thread only: the groups' threads must still
     # run the program compiled for float64.

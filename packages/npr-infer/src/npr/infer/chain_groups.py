@@ -136,7 +136,7 @@ def signature(tree):
     return structure, tuple((getattr(x, "shape", ()), str(getattr(x, "dtype", type(x)))) for x in leaves)
 
 
-def _settings():
+def thread_settings():
     # JAX settings a caller may set for its own thread only (`with jax.enable_x64(True):`): the
     # worker threads would not see them, so the program is compiled in the caller's thread.
     return jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision, jax.config.jax_debug_nans
@@ -152,7 +152,7 @@ def run_grouped(lower, call, num_groups, program_key, state, buffer, schedule, o
     chain axis.
     """
     states, buffers = zip(*split((state, buffer), num_groups, one_chain))
-    key = program_key, signature((states[0], buffers[0], schedule)), _settings()
+    key = program_key, signature((states[0], buffers[0], schedule)), thread_settings()
     executable = _EXECUTABLES.get(key)
     if executable is None:
         executable = lower(states[0], buffers[0], schedule).compile()

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
-from npr.infer.chain import make_schedule, merge_chain_axis, run_chains, tree_index
+from npr.infer.chain import compile_ahead, make_schedule, merge_chain_axis, run_chains, tree_index
 from npr.infer.gradient_work import glue_compilation
 from npr.infer.hmc import KernelSettings, as_sampler_float, key_data, state_at
 from npr.infer.util import (
@@ -117,18 +117,31 @@ def _compiled_search():
 
 
 def initial_states(
-    key, potential, latents, strategy, num_chains, settings, step_size, potential_args, max_tries=MAX_INIT_TRIES
+    key,
+    potential,
+    latents,
+    strategy,
+    num_chains,
+    settings,
+    step_size,
+    potential_args,
+    max_tries=MAX_INIT_TRIES,
+    before_search=None,
 ):
     """States of `num_chains` chains at initial values found as `strategy` says (see `_proposals`), in
-    one compiled search; an error naming the sites to blame where a chain found none."""
+    one compiled search; an error naming the sites to blame where a chain found none.
+    `before_search(states)` is given the states' shapes (`jax.ShapeDtypeStruct` leaves) before the
+    search runs."""
     check_init_strategy(strategy, latents, potential, *potential_args)
     kind = "values" if isinstance(strategy, dict) else strategy
     shapes = tuple((name, info.unconstrained_shape) for name, info in latents.items())
     values = strategy if kind == "values" else None
     max_tries = 1 if kind == "values" else max_tries
-    states, found = _compiled_search()(
-        potential, settings, num_chains, shapes, kind, max_tries, key, values, potential_args, step_size
-    )
+    search = _compiled_search()
+    arguments = potential, settings, num_chains, shapes, kind, max_tries, key, values, potential_args, step_size
+    if before_search is not None:
+        before_search(search.trace(*arguments).out_info[0])  # the call below reuses this trace
+    states, found = search(*arguments)
     found = np.asarray(found)  # on the host: np.all of a device array compiles a reduction
     if not found.all():
         chain = int(np.flatnonzero(~found)[0])
@@ -253,7 +266,7 @@ class MCMC:
             return "vectorized"
         return self.chain_method
 
-    def _initial_states(self, key, potential, latents, init_params, potential_args):
+    def _initial_states(self, key, potential, latents, init_params, potential_args, before_search=None):
         settings, step_size = self.kernel.settings, self.kernel.step_size
         if init_params is not None:
             leaves = jax.tree_util.tree_leaves(init_params)
@@ -268,7 +281,29 @@ class MCMC:
                 init_params = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], init_params)
             return _states_at_params(potential, settings, self.num_chains, key, init_params, potential_args, step_size)
         strategy = self.kernel.init_strategy
-        return initial_states(key, potential, latents, strategy, self.num_chains, settings, step_size, potential_args)
+        return initial_states(
+            key,
+            potential,
+            latents,
+            strategy,
+            self.num_chains,
+            settings,
+            step_size,
+            potential_args,
+            before_search=before_search,
+        )
+
+    def _compile_ahead(self, potential, schedule, num_kept, fields, potential_args):
+        """`before_search` for `_initial_states`: the chain program compiles while the states are searched."""
+        method = self._method()
+
+        def ahead(states):
+            try:
+                compile_ahead(potential, states, schedule, num_kept, fields, method, potential_args)
+            except Exception:  # noqa: BLE001 - only a head start: the run traces the program again and reports
+                pass
+
+        return ahead
 
     # ---------------------------------------------------------------- loops
     def _run(self, potential, states, schedule, num_kept, fields, potential_args, finish_later=None):
@@ -304,10 +339,11 @@ class MCMC:
         fields, key_chains, potential, latents, signature, potential_args = self._prepare(
             rng_key, args, kwargs, extra_fields
         )
-        states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
         # Without collected draws this is the program `run` uses, so warmup() then run() compiles once.
         num_kept = self.num_warmup if collect_warmup else self.num_samples
         schedule = make_schedule(self.num_warmup, 0, collect_warmup=collect_warmup)
+        ahead = self._compile_ahead(potential, schedule, num_kept, fields, potential_args)
+        states = self._initial_states(key_chains, potential, latents, init_params, potential_args, ahead)
         last, collected = self._run(potential, states, schedule, num_kept, fields, potential_args)
         self._signature, self._model_args = signature, (args, kwargs)
         self.post_warmup_state = last
@@ -329,8 +365,9 @@ class MCMC:
                 )
             schedule = make_schedule(0, self.num_samples, self.thinning)
         else:
-            states = self._initial_states(key_chains, potential, latents, init_params, potential_args)
             schedule = make_schedule(self.num_warmup, self.num_samples, self.thinning)
+            ahead = self._compile_ahead(potential, schedule, self.num_samples, fields, potential_args)
+            states = self._initial_states(key_chains, potential, latents, init_params, potential_args, ahead)
         bars = []  # completed once the draws' postprocessing is dispatched too
         try:
             last, collected = self._run(potential, states, schedule, self.num_samples, fields, potential_args, bars)
