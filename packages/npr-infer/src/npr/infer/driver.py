@@ -300,7 +300,7 @@ class MCMC:
         def ahead(states):
             try:
                 compile_ahead(potential, states, schedule, num_kept, fields, method, potential_args)
-            except Exception:  # noqa: BLE001 - only a head start: the run traces the program again and reports
+            except Exception:  # only a head start: the run traces the program again and reports its error
                 pass
 
         return ahead
