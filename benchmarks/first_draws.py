@@ -152,8 +152,9 @@ def write(rows, samplers, options):
         f"Machine: {platform.machine()}, {jax.device_count()} JAX device(s) ({jax.devices()[0].platform}), "
         f"jax {jax.__version__}; float32; chains vectorized (npr, NumPyro) or vmapped (BlackJAX)"
         + (
-            f"; {host_cores()} CPU cores, over which npr's vectorized chains run as equal groups "
-            "(`npr.infer.chain_groups`)."
+            f"; {host_cores()} CPU cores, over which npr's vectorized chains run (up to two chains per core: "
+            "one-chain programs, as many at once as there are cores; more: equal vectorized groups; "
+            "`npr.infer.chain_groups`)."
             if options.chains > 1
             else "."
         ),

@@ -347,9 +347,9 @@ def write(rows, options, peers):
         f"jax {jax.__version__}; float32; npr and NumPyro chains {options.chain_method} (BlackJAX: vmapped); "
         "all samplers in one process."
         + (
-            f" {host_cores()} CPU cores: npr's vectorized chains run as equal groups, one per core, each "
-            "group one call of the same compiled program (`npr.infer.chain_groups`); NumPyro's and "
-            "BlackJAX's vectorized chains are one call."
+            f" {host_cores()} CPU cores: npr's vectorized chains run on them at once, up to two chains per "
+            "core as one-chain programs, more as equal groups of the same vectorized program "
+            "(`npr.infer.chain_groups`); NumPyro's and BlackJAX's vectorized chains are one call."
             if options.chains > 1 and options.chain_method == "vectorized"
             else ""
         )

@@ -344,3 +344,26 @@ def test_step_size_search_doubles_or_halves_until_one_step_acceptance_crosses_0_
         assert abs(steps - round(steps)) < 1e-4 and round(steps) != 0  # moved by whole doublings or halvings
         # It stops at the first size whose single try crosses 0.8: near where the mean acceptance does.
         assert mean_acceptance(eps / 4) > 0.8 > mean_acceptance(eps * 4)
+
+
+@pytest.mark.parametrize("algo", ["NUTS", "HMC"])
+def test_the_chain_loops_step_size_search_finds_what_the_standalone_search_finds(algo):
+    # The chain program runs a search's tries through its own transition (one forward leapfrog
+    # step each); the standalone search (the functional API's, and the asynchronous vectorized
+    # chains') runs its own loop. From the same state both must find the same step size, read here
+    # from where dual averaging restarted (mu = log(10 step size), kept by the updates that follow).
+    from npr.infer.chain import warmup
+    from npr.infer.hmc import initial_state, search_step_size
+
+    scales = jnp.array([0.1, 1.0, 10.0])
+    potential = lambda z: 0.5 * jnp.sum((z["x"] / scales) ** 2)
+    found = []
+    for seed, start in [(0, 1e-3), (1, 1e-3), (2, 50.0), (3, 50.0), (4, 1.0)]:
+        state = initial_state(
+            potential, {"x": jnp.array([0.3, -1.0, 4.0])}, 1, algo=algo, step_size=start, rng=jax.random.PRNGKey(seed)
+        )
+        standalone = search_step_size(potential, state).adapt_state.mu
+        in_loop = warmup(potential, state, 1, progbar=False).adapt_state.mu
+        np.testing.assert_allclose(in_loop, standalone, rtol=1e-5)
+        found.append(float(jnp.exp(standalone) / 10))
+    assert len(set(np.round(np.log2(found), 3))) > 1  # the tries went different ways

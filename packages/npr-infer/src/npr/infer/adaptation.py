@@ -147,39 +147,76 @@ def reset_welford(state):
     )
 
 
+class StepSizeSearch(NamedTuple):
+    """Stan's step-size heuristic, one try at a time: double or halve the step size until one leapfrog
+    step's acceptance probability crosses 0.8, each try from the same point with a fresh momentum.
+    Non-finite energies count as rejection, so a search always ends with a usable step size."""
+
+    step_size: jax.Array  # of the latest try (before the first: where the search starts)
+    count: jax.Array  # tries made
+    accept_prob: jax.Array  # of the latest try
+    factor: jax.Array  # 2 (doubling) or 0.5 (halving), set by the first try
+    rng: jax.Array  # key data of the next try's momentum
+
+
+_TARGET = 0.8
+MAX_SEARCH_TRIES = 100
+
+
+def start_search(step_size, rng):
+    """A search from `step_size`, drawing momenta from key data `rng`."""
+    zero = jnp.zeros_like(step_size)
+    return StepSizeSearch(step_size, jnp.array(0), zero, jnp.ones_like(step_size), rng)
+
+
+def next_try(search):
+    """The step size of the search's next try."""
+    return jnp.where(search.count == 0, search.step_size, search.step_size * search.factor)
+
+
+def record_try(search, step_size, accept_prob, rng):
+    """The search once a try of `step_size` was accepted with `accept_prob`; `rng`: its next key data."""
+    factor = jnp.where(search.count == 0, jnp.where(accept_prob > _TARGET, 2.0, 0.5), search.factor)
+    return StepSizeSearch(step_size, search.count + 1, accept_prob, factor.astype(search.factor.dtype), rng)
+
+
+def search_finished(search):
+    crossed = jnp.where(search.factor > 1.0, search.accept_prob <= _TARGET, search.accept_prob > _TARGET)
+    return (search.count > 0) & (crossed | (search.count > MAX_SEARCH_TRIES))
+
+
+def found_step_size(search):
+    return jnp.clip(search.step_size, 1e-10, 1e10)
+
+
+def one_step_accept_prob(energy0, energy):
+    """The acceptance probability of a move from Hamiltonian `energy0` to `energy`; 0 where it is not finite."""
+    delta = energy - energy0
+    delta = jnp.where(jnp.isnan(delta), jnp.inf, delta)
+    return jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
+
+
 def find_reasonable_step_size(
-    potential_and_grad, inverse_mass_matrix, mass_sqrt, x, potential_energy, grad, key, step_size
+    potential_and_grad, inverse_mass_matrix, mass_sqrt, x, potential_energy, grad, rng, step_size, momentum_key=None
 ):
-    """Double or halve the step size until one leapfrog step's acceptance crosses 0.8.
+    """A `StepSizeSearch` from `step_size` at `x`, run to its end; returns the step size found.
 
-    As Stan, every try draws a fresh momentum. Non-finite energies count as rejection, so the search
-    always ends with a usable step size.
+    `momentum_key(rng)` gives the next key data and a try's momentum key (default: a split of the
+    legacy key data `rng`).
     """
-
-    def log_accept(eps, key):
-        r = draw_momentum(key, mass_sqrt, x)
-        energy0 = potential_energy + kinetic_energy(inverse_mass_matrix, r)
-        new = leapfrog(potential_and_grad, inverse_mass_matrix, IntegratorState(x, r, potential_energy, grad), eps)
-        delta = energy0 - (new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r))
-        return jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
-
-    log_target = jnp.log(0.8)
+    if momentum_key is None:
+        momentum_key = lambda rng: tuple(jax.random.split(rng))
 
     # One loop holds every try, the first (which sets the direction) included, so the model's
     # gradient is compiled into it once.
-    def unfinished(carry):
-        _, count, current, _, factor = carry
-        crossed = jnp.where(factor > 1.0, current <= log_target, current > log_target)
-        return (count == 0) | ((count <= 100) & ~crossed)
+    def body(search):
+        eps = next_try(search)
+        rng, key = momentum_key(search.rng)
+        r = draw_momentum(key, mass_sqrt, x)
+        energy0 = potential_energy + kinetic_energy(inverse_mass_matrix, r)
+        new = leapfrog(potential_and_grad, inverse_mass_matrix, IntegratorState(x, r, potential_energy, grad), eps)
+        energy = new.potential_energy + kinetic_energy(inverse_mass_matrix, new.r)
+        return record_try(search, eps, one_step_accept_prob(energy0, energy), rng)
 
-    def body(carry):
-        eps, count, _, key, factor = carry
-        key, key_try = jax.random.split(key)
-        eps = jnp.where(count == 0, eps, eps * factor)
-        current = log_accept(eps, key_try)
-        factor = jnp.where(count == 0, jnp.where(current > log_target, 2.0, 0.5), factor)
-        return eps, count + 1, current, key, factor
-
-    start = (step_size, jnp.array(0), jnp.zeros_like(potential_energy), key, jnp.ones_like(step_size))
-    eps, _, _, _, _ = jax.lax.while_loop(unfinished, body, start)
-    return jnp.clip(eps, 1e-10, 1e10)
+    search = jax.lax.while_loop(lambda s: ~search_finished(s), body, start_search(step_size, rng))
+    return found_step_size(search)

@@ -18,6 +18,8 @@ from npr.infer.adaptation import (
     dual_averaging_update,
     find_reasonable_step_size,
     init_adapt_state,
+    next_try,
+    record_try,
     reset_welford,
     restart_dual_averaging,
     welford_estimate,
@@ -136,12 +138,17 @@ def flat_potential(potential_fn, unravel, potential_args=()):
     return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y), *potential_args))(x)
 
 
-def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), count=None):
+def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), count=None, trying=None, rng=None):
+    """One transition of size `step_size`; with a traced `trying`, where it is True, one forward
+    leapfrog step instead, with the momentum of key data `rng`: a `StepSizeSearch` try, whose
+    acceptance probability and next key data are the returned state's `accept_prob` and `rng`
+    (`search_try`). The chain's loop then compiles the model's gradient once."""
     settings = state.settings
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)
     potential_and_grad = flat_potential(potential_fn, unravel, potential_args)
-    key, key_momentum, key_transition = transition_keys(state.rng)
+    source = state.rng if trying is None else jnp.where(trying, rng, state.rng)
+    key, key_momentum, key_transition = transition_keys(source)
     imm = adapt_state.inverse_mass_matrix
     r = draw_momentum(key_momentum, adapt_state.mass_matrix_sqrt, x)
     start = IntegratorState(x, r, state.potential_energy, grad)
@@ -157,9 +164,12 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
             settings.max_tree_depth,
             settings.max_delta_energy,
             not settings.dense_mass and rows_in_loop(potential_fn, state.z, potential_args),
+            depth_limit=None if trying is None else jnp.where(trying, 1, settings.max_tree_depth),
+            force_forward=trying,
         )
     else:
         num_steps = jnp.clip(jnp.ceil(settings.trajectory_length / step_size), 1, settings.max_num_steps).astype(int)
+        num_steps = num_steps if trying is None else jnp.where(trying, 1, num_steps)
         info = hmc_transition(
             potential_and_grad, imm, start, energy0, step_size, key_transition, num_steps, settings.max_delta_energy
         )
@@ -209,11 +219,34 @@ def search_step_size(potential_fn, state, potential_args=()):
         x,
         state.potential_energy,
         grad,
-        _search_key(state.rng),
+        search_rng(state.rng),
         adapt.step_size,
+        momentum_key=lambda rng: transition_keys(rng)[:2],
     )
-    adapt = restart_dual_averaging(adapt, step_size)
-    return state._replace(adapt_state=adapt, step_size=step_size)
+    return with_searched_step_size(state, step_size)
+
+
+def transition_or_search_try(potential_fn, state, search, trying, potential_args=(), count=None):
+    """`sample_step` where the traced `trying` is False, else a try of the step-size `search` at the
+    chain's point, through the same compiled transition (see `_transition`).
+
+    Returns the state after the transition (the chain's next state where not trying) and the search
+    after the try (its next state where trying).
+    """
+    step_size = jnp.where(trying, next_try(search), state.adapt_state.step_size)
+    new = _transition(potential_fn, state, step_size, state.adapt_state, potential_args, count, trying, search.rng)
+    return new, record_try(search, step_size, new.accept_prob, new.rng)
+
+
+def search_rng(rng):
+    """The key data a step-size search at a chain of key data `rng` draws its momenta from (as a
+    transition's, through `transition_keys`)."""
+    return key_data(_search_key(rng))
+
+
+def with_searched_step_size(state, step_size):
+    """`state` with the step size a search found: dual averaging restarts from it."""
+    return state._replace(adapt_state=restart_dual_averaging(state.adapt_state, step_size), step_size=step_size)
 
 
 def adapt_step(state, in_slow, window_end, is_last):

@@ -230,13 +230,14 @@ class Doubling(NamedTuple):
     merge_uniform: jax.Array
 
 
-def start_doubling(traj, energy0, max_tree_depth, checkpoints=None):
-    """Choose the direction of the next doubling; return the trajectory (unchanged: its depth counts
-    the doublings), the doubling and the empty subtree that grows from its edge in that direction
-    (with `checkpoints` reused, see `init_subtree`)."""
+def start_doubling(traj, energy0, max_tree_depth, checkpoints=None, force_forward=None):
+    """Choose the direction of the next doubling (forward where `force_forward` is True); return the
+    trajectory (unchanged: its depth counts the doublings), the doubling and the empty subtree that
+    grows from its edge in that direction (with `checkpoints` reused, see `init_subtree`)."""
     # One hash per doubling, counted by depth: the direction bit, the merge's uniform, the subtree key.
     w0, w1 = words(traj.key, _DOUBLING, 2 * traj.depth + jnp.arange(2))
     forward = (w0[0] & 1) == 1
+    forward = forward if force_forward is None else forward | force_forward
     dtype = traj.left.x.dtype
     direction = jnp.where(forward, 1.0, -1.0).astype(dtype)
     edge = jax.tree_util.tree_map(lambda a, b: jnp.where(forward, a, b), traj.right, traj.left)
@@ -315,6 +316,8 @@ def nuts_transition(
     max_tree_depth=10,
     max_delta_energy=1000.0,
     rows_in_loop=False,
+    depth_limit=None,
+    force_forward=None,
 ):
     """Build a NUTS trajectory from `start` (with momentum already drawn) and pick the next state.
 
@@ -328,12 +331,14 @@ def nuts_transition(
       max_tree_depth: at most 2^max_tree_depth - 1 leapfrog steps.
       max_delta_energy: an energy error above this is a divergence.
       rows_in_loop: how a leaf checks for U-turns (see `add_leaf`); the trajectory is the same.
+      depth_limit: traced, at most `max_tree_depth`: doublings after which the trajectory stops.
+      force_forward: traced boolean: where True, every doubling goes forward.
     Returns:
       TransitionInfo with the chosen state and the transition's statistics.
     """
 
     def double(traj):
-        traj, doubling, subtree = start_doubling(traj, energy0, max_tree_depth)
+        traj, doubling, subtree = start_doubling(traj, energy0, max_tree_depth, force_forward=force_forward)
         subtree = lax.while_loop(
             lambda tree: ~subtree_done(tree, traj.depth),
             lambda tree: add_leaf(
@@ -350,9 +355,8 @@ def nuts_transition(
         )
         return merge_subtree(traj, doubling, subtree, inverse_mass_matrix)
 
-    traj = lax.while_loop(
-        lambda traj: ~trajectory_done(traj, max_tree_depth), double, init_trajectory(start, energy0, key)
-    )
+    limit = max_tree_depth if depth_limit is None else depth_limit
+    traj = lax.while_loop(lambda traj: ~trajectory_done(traj, limit), double, init_trajectory(start, energy0, key))
     return transition_info(traj)
 
 
