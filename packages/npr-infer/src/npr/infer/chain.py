@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.infer import chain_groups, progress
-from npr.infer.adaptation import found_step_size, search_finished, start_search, warmup_schedule
+from npr.infer.adaptation import found_step_size, record_try, search_finished, start_search, warmup_schedule
 from npr.infer.gradient_work import compiler_options, glue_compilation, gradient_work
 from npr.infer.hmc import (
     adapt_step,
@@ -134,42 +134,47 @@ def _searching_program(potential, state, buffer, schedule, fields, potential_arg
     """`chain_program` with Stan's step-size searches before the first warmup transition and after
     each slow window. A search's tries run through the loop's own transition (one forward leapfrog
     step each, see `transition_or_search_try`), so the model's gradient is compiled once: a search
-    loop of its own compiled it a second time (0.2-0.35 s more compilation on small models)."""
+    loop of its own compiled it a second time (0.2-0.35 s more compilation on small models). The
+    search's bookkeeping sits in the warmup branch, out of the sampling iterations' way."""
 
-    def due(t, searched_at):
+    def due(t, after):
+        # A search comes before iteration t of warmup: the first, and the one after each slow window.
         first = (t == 0) & schedule.search_initial_step
-        after_window = jnp.any(schedule.window_ends == t - 1)
-        return (t < schedule.num_warmup) & (first | after_window) & (searched_at != t)
+        return (t < schedule.num_warmup) & (first | jnp.any(schedule.window_ends == after))
+
+    def arm(state):
+        return start_search(state.adapt_state.step_size, search_rng(state.rng))
 
     def body(carry):
-        t, searching, searched_at, search, state, buffer = carry
-        starting = ~searching & due(t, searched_at)
-        fresh = start_search(state.adapt_state.step_size, search_rng(state.rng))
-        search = jax.tree_util.tree_map(lambda a, b: jnp.where(starting, a, b), fresh, search)
-        trying = searching | starting
-        new, tried = transition_or_search_try(potential, state, search, trying, potential_args, _count(t, schedule))
-        finished = trying & search_finished(tried)
-        search = jax.tree_util.tree_map(lambda a, b: jnp.where(trying, a, b), tried, search)
+        t, trying, search, state, buffer = carry
+        new = transition_or_search_try(potential, state, search, trying, potential_args, _count(t, schedule))
 
-        def warmup(states):
+        def warmup(operands):
+            old, new, search = operands
+            tried = record_try(search, new.step_size, new.accept_prob, new.rng)
+            finished = search_finished(tried)
             # A try leaves the chain where it is (a search that ends restarts dual averaging from the
-            # step size found); a transition is adapted after.
-            old, new = states
-            searched = with_searched_step_size(old, found_step_size(search))
-            tried = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), searched, old)
-            adapted = _adapt(new, t, schedule)
-            return jax.tree_util.tree_map(lambda a, b: jnp.where(trying, a, b), tried, adapted)
+            # step size found); a transition is adapted, and may call for a search before the next.
+            searched = with_searched_step_size(old, found_step_size(tried))
+            kept = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), searched, old)
+            state = jax.tree_util.tree_map(lambda a, b: jnp.where(trying, a, b), kept, _adapt(new, t, schedule))
+            searching = jnp.where(trying, ~finished, due(t + 1, t))
+            search = jax.tree_util.tree_map(lambda a, b: jnp.where(trying, a, b), tried, arm(state))
+            return state, search, searching
 
-        state = jax.lax.cond(t < schedule.num_warmup, warmup, lambda states: states[1], (state, new))
+        state, search, searching = jax.lax.cond(
+            t < schedule.num_warmup,
+            warmup,
+            lambda operands: (operands[1], operands[2], jnp.array(False)),
+            (state, new, search),
+        )
         # A try rewrites iteration t's slot with the chain as it is; the transition overwrites it.
         buffer = _keep(buffer, t, state, schedule, fields)
-        searched_at = jnp.where(finished, t, searched_at)
-        return t + jnp.where(trying, 0, 1), trying & ~finished, searched_at, search, state, buffer
+        return t + jnp.where(trying, 0, 1), searching, search, state, buffer
 
-    idle = start_search(state.adapt_state.step_size, search_rng(state.rng))
-    start = (schedule.start, jnp.array(False), jnp.full_like(schedule.start, -1), idle, state, buffer)
+    start = (schedule.start, due(schedule.start, schedule.start - 1), arm(state), state, buffer)
     out = jax.lax.while_loop(lambda carry: carry[0] < schedule.stop, body, start)
-    return out[4], out[5]
+    return out[3], out[4]
 
 
 def empty_buffer(state, num_kept, fields, num_chains=None):

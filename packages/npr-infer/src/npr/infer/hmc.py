@@ -19,7 +19,6 @@ from npr.infer.adaptation import (
     find_reasonable_step_size,
     init_adapt_state,
     next_try,
-    record_try,
     reset_welford,
     restart_dual_averaging,
     welford_estimate,
@@ -228,14 +227,10 @@ def search_step_size(potential_fn, state, potential_args=()):
 
 def transition_or_search_try(potential_fn, state, search, trying, potential_args=(), count=None):
     """`sample_step` where the traced `trying` is False, else a try of the step-size `search` at the
-    chain's point, through the same compiled transition (see `_transition`).
-
-    Returns the state after the transition (the chain's next state where not trying) and the search
-    after the try (its next state where trying).
-    """
+    chain's point, through the same compiled transition (see `_transition`): the returned state's
+    `step_size`, `accept_prob` and `rng` are then the try's (`adaptation.record_try`)."""
     step_size = jnp.where(trying, next_try(search), state.adapt_state.step_size)
-    new = _transition(potential_fn, state, step_size, state.adapt_state, potential_args, count, trying, search.rng)
-    return new, record_try(search, step_size, new.accept_prob, new.rng)
+    return _transition(potential_fn, state, step_size, state.adapt_state, potential_args, count, trying, search.rng)
 
 
 def search_rng(rng):
