@@ -177,7 +177,14 @@ def next_try(search):
 def record_try(search, step_size, accept_prob, rng):
     """The search once a try of `step_size` was accepted with `accept_prob`; `rng`: its next key data."""
     factor = jnp.where(search.count == 0, jnp.where(accept_prob > _TARGET, 2.0, 0.5), search.factor)
-    return StepSizeSearch(step_size, search.count + 1, accept_prob, factor.astype(search.factor.dtype), rng)
+    like = lambda value, field: jnp.asarray(value, field.dtype)  # the loop's carry keeps its dtypes
+    return StepSizeSearch(
+        like(step_size, search.step_size),
+        search.count + 1,
+        like(accept_prob, search.accept_prob),
+        like(factor, search.factor),
+        rng,
+    )
 
 
 def search_finished(search):
