@@ -115,13 +115,14 @@ CHAIN_MODELS = "eight_schools,logistic_seed,kidiq_interaction,garch11,low_dim_ga
 
 @nox.session(python=PYTHON)
 def bench(session):
-    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md (~50 min)."""
+    """Side-by-side benchmarks against NumPyro, BlackJAX and ArviZ; writes benchmarks/RESULTS.md (~60 min)."""
     _install_all(session)
     session.install("numpyro", "blackjax", "arviz")
     run = ("python", "benchmarks/run.py")
-    session.run(*run, "--models", SMALL_MODELS, *session.posargs)
+    # 8 keys: one key's min bulk ESS swings by a factor of 2-4 on some models, 4 left ratios +-10% apart.
+    session.run(*run, "--models", SMALL_MODELS, "--keys", "8", *session.posargs)
     # The same with XLA asked to compile small loops as one function (in a new process: XLA reads its flags once).
-    session.run(*run, "--models", SMALL_MODELS, "--small-loops", "--append")
+    session.run(*run, "--models", SMALL_MODELS, "--keys", "8", "--small-loops", "--append")
     for method in ("vectorized", "sequential"):
         chains = ("--chains", "4", "--warmup", "500", "--samples", "500", "--chain-method", method)
         session.run(*run, "--models", CHAIN_MODELS, *chains, "--append")
