@@ -457,6 +457,18 @@ def compile_ahead(potential, states, schedule, num_kept, fields, method, potenti
     a worker thread; `run_chains` waits for it, then finds it in JAX's caches. A fresh process, eight
     schools, 4 chains, 500 + 500 on a 2-core CPU: the initial-state search (0.34 s) then runs while
     the chain program compiles.
+
+    Example:
+      >>> from npr.infer.hmc import initial_state
+      >>> potential = lambda z: 0.5 * jnp.sum(z["x"] ** 2)
+      >>> state = initial_state(potential, {"x": jnp.zeros(2)}, num_warmup=10)
+      >>> states = jax.tree_util.tree_map(lambda x: x[None], state)  # one chain
+      >>> shapes = jax.eval_shape(lambda: states)
+      >>> schedule = make_schedule(10, 5)
+      >>> compile_ahead(potential, shapes, schedule, 5, (), "vectorized")
+      >>> last, (z, _) = run_chains(potential, states, schedule, 5, (), "vectorized", progress_bar=False)
+      >>> z["x"].shape
+      (1, 5, 2)
     """
     fields = tuple(fields)
     plan = _plan(potential, states, method, potential_args)
