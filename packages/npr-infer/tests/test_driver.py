@@ -552,8 +552,9 @@ def test_parallel_falls_back_to_vectorized_with_warning():
     if jax.local_device_count() >= 2:
         mcmc.run(jax.random.PRNGKey(0), X, Y)
     else:
-        with pytest.warns(UserWarning, match="running the chains vectorized"):
+        with pytest.warns(UserWarning, match="running the chains vectorized") as record:
             mcmc.run(jax.random.PRNGKey(0), X, Y)
+        assert len([w for w in record if "running the chains vectorized" in str(w.message)]) == 1  # said once
     assert mcmc.get_samples(group_by_chain=True)["slope"].shape == (2, 200)
 
 

@@ -295,7 +295,9 @@ class MCMC:
 
     def _compile_ahead(self, potential, schedule, num_kept, fields, potential_args):
         """`before_search` for `_initial_states`: the chain program compiles while the states are searched."""
-        method = self._method()
+        with warnings.catch_warnings():  # a parallel run short of devices is warned about once, by the run
+            warnings.simplefilter("ignore")
+            method = self._method()
 
         def ahead(states):
             try:
