@@ -141,7 +141,7 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
     """One transition of size `step_size`; with a traced `trying`, where it is True, one forward
     leapfrog step instead, with the momentum of key data `rng`: a `StepSizeSearch` try, whose
     acceptance probability and next key data are the returned state's `accept_prob` and `rng`
-    (`search_try`). The chain's loop then compiles the model's gradient once."""
+    (`transition_or_search_try`). The chain's loop then compiles the model's gradient once."""
     settings = state.settings
     x, unravel = ravel_pytree(state.z)
     grad, _ = ravel_pytree(state.z_grad)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from npr.infer.adaptation import one_step_accept_prob
 from npr.infer.integrator import IntegratorState, kinetic_energy, leapfrog, velocity
 from npr.infer.rng import uniform, words
 
@@ -168,7 +169,7 @@ def add_leaf(
         start_v, _, start_rho, _, _ = (c[:-1] for c in checkpoints)
         turned = _block_turned(start_v, start_rho, *(c[1:] for c in checkpoints), v_right, rho)
         turning = jnp.any((rows >= first) & (rows < top) & turned)
-    accept_prob = jnp.where(jnp.isfinite(delta), jnp.minimum(1.0, jnp.exp(-delta)), 0.0)
+    accept_prob = one_step_accept_prob(energy0, energy)  # the step-size search's measure too
     return Subtree(
         end=new,
         proposal=proposal,
