@@ -10,7 +10,7 @@ import pytest
 
 import npr.distributions as dist
 from npr.handlers import deterministic, factor, plate, sample
-from npr.infer import HMC, MCMC, NUTS, chain, chain_groups, driver, progress
+from npr.infer import HMC, MCMC, NUTS, chain, chain_groups, driver, initialize_model, progress
 from npr.infer.chain import TRACE_COUNTS, runs_in_lockstep
 from npr.infer.gradient_work import GradientWork, compiler_options, gradient_work, quick_compilation
 
@@ -185,8 +185,13 @@ def test_chains_compiled_with_their_own_xla_options_sample_the_posterior(chain_m
         progress_bar=False,
     )
     mcmc.run(jax.random.PRNGKey(0), y)
-    # The options are those this XLA accepts (none where the experimental option is gone).
-    strided = GradientWork(elements=10**6, loops=False, strided_reductions=True, library_calls=False)
+    # The options are those this XLA accepts (none where the experimental option is gone); its
+    # logsumexp's exp and log over 800 elements each keep the quick compilation out.
+    params, potential, _ = initialize_model(jax.random.PRNGKey(0), two_identical_components, y)[:3]
+    assert gradient_work(potential, params).transcendental_elements > 1000
+    strided = GradientWork(
+        elements=10**6, loops=False, strided_reductions=True, library_calls=False, transcendental_elements=1600
+    )
     assert [options for _, options in chain._COMPILED] == [tuple(sorted(compiler_options(strided).items()))]
     # Conjugate: posterior precision 1/100 + 400, mean sum(y) / precision.
     precision = 1 / 100 + y.size
@@ -202,8 +207,8 @@ def test_chains_of_a_tiny_gradient_are_compiled_for_compilation_speed(monkeypatc
     assert [options for _, options in chain._COMPILED] == [tuple(sorted(quick.items()))]
     assert set(quick) <= {"xla_cpu_use_fusion_emitters", "xla_backend_optimization_level"}
     assert quick or jax.default_backend() != "cpu"  # this XLA knows the options (or a test must change)
-    # Not a gradient with a loop, nor a large one: they run slower compiled that way.
-    for work in (GradientWork(10, True, False, False), GradientWork(10**4, False, False, False)):
+    # Not a gradient with a loop, nor one with many transcendental functions: they run slower compiled that way.
+    for work in (GradientWork(10, True, False, False), GradientWork(10, False, False, False, 10**4)):
         assert not set(compiler_options(work)) & set(quick)
 
 

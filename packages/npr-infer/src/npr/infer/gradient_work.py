@@ -18,14 +18,16 @@ from npr.infer.cache import small_loops_compile_as_one_function
 
 class GradientWork(NamedTuple):
     """Array elements one value-and-grad reads or writes (a contraction counts its products), whether
-    it runs a loop, whether it reduces large arrays along short or non-trailing axes, and whether it
+    it runs a loop, whether it reduces large arrays along short or non-trailing axes, whether it
     calls a library routine (a dot, a linear solve, a scatter), which XLA never compiles into a
-    loop's single function."""
+    loop's single function, and how many elements it computes with a transcendental function
+    (exp, log, tanh, lgamma, ...)."""
 
     elements: int
     loops: bool
     strided_reductions: bool
     library_calls: bool
+    transcendental_elements: int = 0
 
 
 # A reduction over at least this many elements whose reduced axes are not the trailing ones, or
@@ -35,6 +37,12 @@ STRIDED_MAX_EXTENT = 16
 _REDUCTIONS = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin")
 _LIBRARY_CALLS = ("dot_general", "conv_general_dilated", "triangular_solve", "cholesky", "lu", "qr", "eigh", "svd")
 _CALLBACKS = ("pure_callback", "io_callback", "debug_callback")
+# Square roots and divisions are single instructions; these are series or library calls.
+_TRANSCENDENTAL = frozenset(
+    "exp exp2 log log1p expm1 tanh logistic pow sin cos tan asin acos atan atan2 sinh cosh asinh acosh "
+    "atanh lgamma digamma polygamma zeta igamma igammac igamma_grad_a random_gamma_grad erf erfc erf_inv "
+    "bessel_i0e bessel_i1e regularized_incomplete_beta cbrt".split()
+)
 
 
 def _is_library_call(eqn):
@@ -63,9 +71,21 @@ def _is_strided_reduction(eqn):
     return not trailing or int(np.prod([shape[a] for a in axes])) < STRIDED_MAX_EXTENT
 
 
+def _transcendental_elements(eqn, broadcast_from):
+    # A function of a broadcast array is counted at the size before the broadcast (a distribution's
+    # log(scale) broadcast over its batch), which XLA computes once per element of that.
+    if eqn.primitive.name not in _TRANSCENDENTAL:
+        return 0
+    inputs = [broadcast_from.get(v, _size(v)) for v in eqn.invars if isinstance(v, jax_core.Var)]
+    return min(max(inputs, default=0), sum(_size(v) for v in eqn.outvars))
+
+
 def _walk(jaxpr):
-    elements, loops, strided, library = 0, False, False, False
+    elements, loops, strided, library, transcendental = 0, False, False, False, 0
+    broadcast_from = {}  # broadcast results: the size of what was broadcast
     for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "broadcast_in_dim" and isinstance(eqn.invars[0], jax_core.Var):
+            broadcast_from[eqn.outvars[0]] = broadcast_from.get(eqn.invars[0], _size(eqn.invars[0]))
         loops |= eqn.primitive.name in ("while", "scan")
         for inner in jax_core.jaxprs_in_params(eqn.params):
             inner_work = _walk(inner)
@@ -73,10 +93,12 @@ def _walk(jaxpr):
             loops |= inner_work.loops
             strided |= inner_work.strided_reductions
             library |= inner_work.library_calls
+            transcendental += inner_work.transcendental_elements
         elements += _elements(eqn)
         strided |= _is_strided_reduction(eqn)
         library |= _is_library_call(eqn)
-    return GradientWork(elements, loops, strided, library)
+        transcendental += _transcendental_elements(eqn, broadcast_from)
+    return GradientWork(elements, loops, strided, library, transcendental)
 
 
 _CACHE = {}
@@ -87,7 +109,9 @@ def gradient_work(potential, z, potential_args=()):
 
     Example:
       >>> gradient_work(lambda z: jnp.sum(z["x"] ** 2), {"x": jnp.zeros(3)})
-      GradientWork(elements=15, loops=False, strided_reductions=False, library_calls=False)
+      GradientWork(elements=15, loops=False, strided_reductions=False, library_calls=False, transcendental_elements=0)
+      >>> gradient_work(lambda z: jnp.sum(jnp.exp(z["x"])), {"x": jnp.zeros(3)}).transcendental_elements  # one exp each
+      3
       >>> mixture = lambda z: jnp.sum(jax.scipy.special.logsumexp(z["x"] * jnp.ones((500, 2)), axis=-1))
       >>> gradient_work(mixture, {"x": jnp.zeros(2)}).strided_reductions
       True
@@ -132,17 +156,22 @@ def _reductions_out_of_library():
 
 
 # XLA spends most of a chain program's compilation generating and optimising machine code for its
-# many small fusions. For a gradient this small, XLA's older loop emitters and LLVM's -O1 compile it
-# in about half the time and run it as fast: eight schools (407 elements), 4 vectorized chains,
-# 500 + 500, on a 2-core CPU: compilation 1.95 -> 1.00 s, a run 58 -> 54 ms. Larger gradients run
-# slower that way (a two-component mixture, 4 chains: 62 -> 115 ms), and so do gradients with a
-# loop (garch11, 1 chain: 34 -> 39 ms).
-QUICK_COMPILE_MAX_ELEMENTS = 1000
+# many small fusions. XLA's older loop emitters and LLVM's -O1 compile it in about half the time,
+# and run it as fast, except where the gradient evaluates transcendental functions over many
+# elements: the older emitters' exp and log do not vectorize. Measured on a 2-core CPU, 500 + 500,
+# fresh process, microseconds per gradient of a continued run (1 chain; 4 vectorized chains):
+#   kidiq (17,000 elements, 4 transcendental): 2.6 -> 2.4 s, 3.46 -> 3.59 us; 1.73 -> 1.75 us
+#   100-dimensional Gaussian: 2.9 -> 2.3 s, 12.0 -> 11.0 us; 7.7 -> 7.4 us
+#   diamonds (370,000 elements, 14 transcendental): 4.9 -> 3.9 s, 25.4 us both
+#   logistic regression (6,000 transcendental): 2.1 -> 1.4 s, but 32.9 -> 38.0 us; 12.6 -> 17.4 us
+#   two-component mixture (3,000 transcendental): 17.0 -> 26.5 us; 7.3 -> 10.9 us
+# Gradients with a loop run slower that way too (garch11, 1 chain: 34 -> 39 ms).
+QUICK_COMPILE_MAX_TRANSCENDENTAL = 1000
 
 
 @functools.cache
 def quick_compilation():
-    """XLA CPU options that halve the compilation of small programs (see QUICK_COMPILE_MAX_ELEMENTS)."""
+    """XLA CPU options that halve the compilation of chain programs (see QUICK_COMPILE_MAX_TRANSCENDENTAL)."""
     return _cpu_options_if_known({"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1})
 
 
@@ -161,11 +190,13 @@ def compiler_options(work):
       >>> work = GradientWork(elements=15, loops=False, strided_reductions=False, library_calls=False)
       >>> compiler_options(work) == (quick_compilation() if jax.default_backend() == "cpu" else {})
       True
+      >>> compiler_options(work._replace(transcendental_elements=10**4))
+      {}
     """
     options = {}
     if work.strided_reductions:
         options.update(_reductions_out_of_library())
-    if not work.loops and work.elements <= QUICK_COMPILE_MAX_ELEMENTS:
+    if not work.loops and work.transcendental_elements <= QUICK_COMPILE_MAX_TRANSCENDENTAL:
         options.update(quick_compilation())
     return options
 
