@@ -157,8 +157,9 @@ def _reductions_out_of_library():
 
 # XLA spends most of a chain program's compilation generating and optimising machine code for its
 # many small fusions. XLA's older loop emitters and LLVM's -O1 compile it in about half the time,
-# and run it as fast, except where the gradient evaluates transcendental functions over many
-# elements: the older emitters' exp and log do not vectorize. Measured on a 2-core CPU, 500 + 500,
+# and run it as fast, except for gradients that evaluate transcendental functions over many elements
+# (the likelihood of a logistic regression or of a mixture): the older emitters' code for the large
+# fusions of such gradients is slower (the functions alone are not). Measured on a 2-core CPU, 500 + 500,
 # fresh process, microseconds per gradient of a continued run (1 chain; 4 vectorized chains):
 #   kidiq (17,000 elements, 4 transcendental): 2.6 -> 2.4 s, 3.46 -> 3.59 us; 1.73 -> 1.75 us
 #   100-dimensional Gaussian: 2.9 -> 2.3 s, 12.0 -> 11.0 us; 7.7 -> 7.4 us
