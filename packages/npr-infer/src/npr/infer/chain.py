@@ -281,6 +281,11 @@ def _merge_chain_axis(tree):
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
+def merge_chain_axis_program():
+    """The jitted program of `merge_chain_axis`."""
+    return _glue(_merge_chain_axis)
+
+
 def merge_chain_axis(tree):
     """Leaves of shape (chain, draw, ...) reshaped to (chain * draw, ...), in one compiled call.
 
@@ -495,6 +500,18 @@ def compile_ahead(potential, states, schedule, num_kept, fields, method, potenti
     compiled = _compiled(plan.kind, dict(plan.options))
     lowered = compiled.trace(potential, call_state, buffer, schedule, fields, potential_args).lower()
     _AHEAD.append(_COMPILER.submit(lowered.compile))
+
+
+def compile_in_background(*lowered):
+    """Compile `lowered` programs on the compilation worker without making the next run wait for them:
+    programs a run calls after its chains (see `npr.infer.driver.MCMC`), compiled while they sample.
+
+    Example:
+      >>> lowered = jax.jit(lambda x: x + 1).trace(jnp.zeros(2)).lower()
+      >>> compile_in_background(lowered)
+    """
+    for program in lowered:
+        _COMPILER.submit(program.compile)
 
 
 def _await_compilations():

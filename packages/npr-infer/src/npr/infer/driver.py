@@ -13,7 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
-from npr.infer.chain import compile_ahead, make_schedule, merge_chain_axis, run_chains, tree_index
+from npr.infer.chain import (
+    compile_ahead,
+    compile_in_background,
+    make_schedule,
+    merge_chain_axis,
+    merge_chain_axis_program,
+    run_chains,
+    tree_index,
+)
 from npr.infer.gradient_work import glue_compilation
 from npr.infer.hmc import KernelSettings, as_sampler_float, key_data, state_at
 from npr.infer.util import (
@@ -52,6 +60,16 @@ class _PlainPotential:
 
 
 _compiled_constrain = {}
+
+
+def _constrain_program(potential):
+    """The compiled map from a run's unconstrained draws (chain, draw, ...) to the model's sites."""
+    if potential not in _compiled_constrain:
+        _compiled_constrain[potential] = jax.jit(
+            jax.vmap(jax.vmap(potential._constrain, in_axes=(0, None, None)), in_axes=(0, None, None)),
+            compiler_options=glue_compilation(),
+        )
+    return _compiled_constrain[potential]
 
 
 def _same_immutable(current, previous):
@@ -302,10 +320,26 @@ class MCMC:
         def ahead(states):
             try:
                 compile_ahead(potential, states, schedule, num_kept, fields, method, potential_args)
+                self._compile_draws_ahead(potential, states, num_kept, potential_args)
             except Exception:  # only a head start: the run traces the program again and reports its error
                 pass
 
         return ahead
+
+    def _compile_draws_ahead(self, potential, states, num_kept, potential_args):
+        """Lower the programs that constrain a run's draws and merge their chain axis, and compile them
+        while the chains sample: a fresh process otherwise waited for their compilation after sampling
+        (eight schools, 4 chains: 25 ms)."""
+        if self.postprocess_fn is not None or not isinstance(potential, ModelPotential) or num_kept == 0:
+            return
+        num_chains = jax.tree_util.tree_leaves(states)[0].shape[0]
+        z = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct((num_chains, num_kept) + x.shape[1:], x.dtype), states.z
+        )
+        constrain = _constrain_program(potential).trace(z, *potential_args)
+        sites = jax.tree_util.tree_map(lambda out: jax.ShapeDtypeStruct(out.shape, out.dtype), constrain.out_info)
+        merge = merge_chain_axis_program().trace(sites)
+        compile_in_background(constrain.lower(), merge.lower())
 
     # ---------------------------------------------------------------- loops
     def _run(self, potential, states, schedule, num_kept, fields, potential_args, finish_later=None):
@@ -386,11 +420,7 @@ class MCMC:
             transform = jax.vmap(jax.vmap(self.postprocess_fn))
             samples = transform(z)
         elif isinstance(potential, ModelPotential):
-            if potential not in _compiled_constrain:
-                _compiled_constrain[potential] = jax.jit(
-                    jax.vmap(jax.vmap(potential._constrain, in_axes=(0, None, None)), in_axes=(0, None, None))
-                )
-            samples = _compiled_constrain[potential](z, *potential_args)
+            samples = _constrain_program(potential)(z, *potential_args)
         else:
             samples = z
         self._samples, self._extra = samples, extra
