@@ -145,6 +145,20 @@ def test_gradient_work_flags_reductions_along_short_or_leading_axes():
     assert not gradient_work(along_long_rows, one).strided_reductions
 
 
+def test_gradient_work_counts_transcendental_functions_before_broadcasts():
+    data = jnp.linspace(-2.0, 2.0, 2000)
+    one = {"w": jnp.ones(()), "s": jnp.ones(())}
+    # A normal likelihood's log(scale) is one log, broadcast over the data afterwards.
+    regression = lambda z: jnp.sum(dist.Normal(z["w"] * data, jnp.exp(z["s"])).log_prob(data))
+    # A Bernoulli likelihood's softplus runs an exp and a log1p per data point.
+    classification = lambda z: jnp.sum(dist.Bernoulli(logits=z["w"] * data).log_prob(data > 0))
+    assert gradient_work(regression, one).transcendental_elements < 10
+    assert gradient_work(classification, one).transcendental_elements >= 2 * data.size
+    quick = set(quick_compilation())
+    assert quick <= set(compiler_options(gradient_work(regression, one)))
+    assert not quick & set(compiler_options(gradient_work(classification, one)))
+
+
 def test_leaves_check_rows_one_by_one_only_where_loops_compile_as_one_function(monkeypatch):
     from npr.infer.cache import small_loops_compile_as_one_function
     from npr.infer.gradient_work import rows_in_loop
