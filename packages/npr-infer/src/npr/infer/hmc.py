@@ -248,7 +248,9 @@ def adapt_step(state, in_slow, window_end, is_last):
     """Stan's adaptation updates after a warmup transition (all decisions are traced booleans).
 
     At the end of a slow window the mass matrix is re-estimated; with `heuristic_step_size` the
-    step-size search that follows runs before the next transition (`warmup_step`'s `search_first`).
+    step-size search that follows runs before the next transition (in the chain program's loop, see
+    `npr.infer.chain.chain_program`; in the asynchronous program, `npr.infer.machine`; here, `warmup_step`'s
+    `search_first`).
     """
     adapt = state.adapt_state
     settings = state.settings
