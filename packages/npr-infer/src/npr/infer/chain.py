@@ -502,16 +502,27 @@ def compile_ahead(potential, states, schedule, num_kept, fields, method, potenti
     _AHEAD.append(_COMPILER.submit(lowered.compile))
 
 
+_BACKGROUND = []
+
+
 def compile_in_background(*lowered):
     """Compile `lowered` programs on the compilation worker without making the next run wait for them:
     programs a run calls after its chains (see `npr.infer.driver.MCMC`), compiled while they sample.
+    Their caller awaits them (`await_background_compilations`) before calling them, so a run too
+    short to hide them does not compile them a second time.
 
     Example:
       >>> lowered = jax.jit(lambda x: x + 1).trace(jnp.zeros(2)).lower()
       >>> compile_in_background(lowered)
+      >>> await_background_compilations()
     """
-    for program in lowered:
-        _COMPILER.submit(program.compile)
+    _BACKGROUND.extend(_COMPILER.submit(program.compile) for program in lowered)
+
+
+def await_background_compilations():
+    # A compilation that failed here fails again, with its error, where the program is called.
+    concurrent.futures.wait(_BACKGROUND)
+    _BACKGROUND.clear()
 
 
 def _await_compilations():

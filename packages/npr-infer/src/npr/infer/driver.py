@@ -14,6 +14,7 @@ import numpy as np
 
 from npr.diagnostics import e_bfmi, format_summary
 from npr.infer.chain import (
+    await_background_compilations,
     compile_ahead,
     compile_in_background,
     make_schedule,
@@ -420,6 +421,7 @@ class MCMC:
             transform = jax.vmap(jax.vmap(self.postprocess_fn))
             samples = transform(z)
         elif isinstance(potential, ModelPotential):
+            await_background_compilations()  # the constrain and merge programs (`_compile_draws_ahead`)
             samples = _constrain_program(potential)(z, *potential_args)
         else:
             samples = z
