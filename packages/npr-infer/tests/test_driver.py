@@ -356,6 +356,32 @@ def test_a_new_run_compiles_its_chain_program_once_while_it_searches_initial_sta
     assert scale.shape == (num_chains * 10,)
 
 
+@pytest.mark.parametrize("x64", [False, True])
+@pytest.mark.parametrize("strategy", ["uniform", "prior", "median", "values"])
+def test_the_chain_program_is_compiled_ahead_for_the_shapes_the_search_finds(strategy, x64, monkeypatch):
+    # The states' shapes are guessed from the latent sites before the search is traced; a wrong guess
+    # would compile a second chain program (the guess is checked, then made again from the search).
+    guesses, found = [], []
+    monkeypatch.setattr(MCMC, "_compile_ahead", lambda self, *args: guesses.append)
+    run = MCMC._run
+    monkeypatch.setattr(
+        MCMC, "_run", lambda self, potential, states, *args: found.append(states) or run(self, potential, states, *args)
+    )
+
+    def model():
+        sample("weights", dist.Dirichlet(jnp.ones(3)))
+        sample("scale", dist.HalfNormal(jnp.ones(2)))
+
+    init = {"weights": jnp.array([0.2, 0.3, 0.5]), "scale": jnp.array([1.0, 2.0])}
+    kernel = NUTS(model, dense_mass=True, init_strategy=init if strategy == "values" else strategy)
+    with jax.enable_x64(x64):
+        mcmc = MCMC(kernel, num_warmup=5, num_samples=3, num_chains=2, progress_bar=False)
+        mcmc.run(jax.random.PRNGKey(0))
+    assert len(guesses) == 1
+    assert driver._avals(guesses[0]) == driver._avals(jax.eval_shape(lambda: found[0]))
+    assert guesses[0].z["weights"].shape == (2, 2)  # unconstrained: one fewer than the simplex
+
+
 def test_chain_groups_run_with_the_callers_jax_settings(monkeypatch):
     # `jax.enable_x64` as a context holds for the caller's thread only: the groups' threads must still
     # run the program compiled for float64.
