@@ -159,6 +159,19 @@ def test_gradient_work_counts_transcendental_functions_before_broadcasts():
     assert not quick & set(compiler_options(gradient_work(classification, one)))
 
 
+def test_a_potential_of_the_flat_point_has_the_gradient_work_of_its_sites():
+    # The chain programs' loops carry a flat point; their choices must still read the model's gradient.
+    from npr.infer.hmc import VectorPotential
+
+    potential = lambda z: jnp.sum(jnp.exp(z["a"] * jnp.ones((300, 2)))) + z["b"] ** 2
+    z = {"a": jnp.ones(2), "b": jnp.ones(())}
+    vector = VectorPotential(potential, z)
+    assert gradient_work(vector, jnp.ones(3)) == gradient_work(potential, z)
+    assert vector == VectorPotential(potential, {"a": jnp.zeros(2), "b": jnp.zeros(())})
+    assert vector != VectorPotential(potential, {"a": jnp.zeros(3), "b": jnp.zeros(())})
+    assert float(vector(jnp.array([0.0, 0.0, 3.0]))) == pytest.approx(600.0 + 9.0)
+
+
 def test_leaves_check_rows_one_by_one_only_where_loops_compile_as_one_function(monkeypatch):
     from npr.infer.cache import small_loops_compile_as_one_function
     from npr.infer.gradient_work import rows_in_loop

@@ -18,11 +18,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from npr.infer import chain_groups, progress
 from npr.infer.adaptation import found_step_size, record_try, search_finished, start_search, warmup_schedule
 from npr.infer.gradient_work import compiler_options, glue_compilation, gradient_work
 from npr.infer.hmc import (
+    VectorPotential,
     adapt_step,
     sample_step,
     search_rng,
@@ -95,14 +97,14 @@ def _adapt(state, t, schedule):
     return adapt_step(state, in_slow, window_end, t == schedule.num_warmup - 1)
 
 
-def _keep(buffer, t, state, schedule, fields):
-    """`buffer` with iteration `t`'s draw written to its slot."""
+def _keep(buffer, t, state, schedule, fields, unravel):
+    """`buffer` with iteration `t`'s draw written to its slot (`unravel`: the sites of a flat point)."""
     if buffer is None:
         return None
     num_kept = jax.tree_util.tree_leaves(buffer)[0].shape[0]
     # Before collect_from the index is clipped to 0; that slot is overwritten by the first kept draw.
     index = jnp.clip((t - schedule.collect_from) // schedule.thinning, 0, num_kept - 1)
-    kept = state.z, {name: getattr(state, name) for name in fields}
+    kept = unravel(state.z), {name: getattr(state, name) for name in fields}
     return jax.tree_util.tree_map(lambda b, x: jax.lax.dynamic_update_index_in_dim(b, x, index, 0), buffer, kept)
 
 
@@ -118,16 +120,23 @@ def chain_program(potential, state, buffer, schedule, fields, potential_args):
     state fields named in `fields`, along the leading axis.
     """
     TRACE_COUNTS["chain"] += 1
+    # The loop carries the chain's point and gradient as one vector each: as a tree of sites they
+    # cost a compiled kernel per site and iteration to split and as many to join again.
+    potential = VectorPotential(potential, state.z)
+    unravel = potential.unravel
+    state = state._replace(z=ravel_pytree(state.z)[0], z_grad=ravel_pytree(state.z_grad)[0])
     if searches_step_size(state.settings):
-        return _searching_program(potential, state, buffer, schedule, fields, potential_args)
+        state, buffer = _searching_program(potential, state, buffer, schedule, fields, potential_args)
+    else:
 
-    def body(t, carry):
-        state, buffer = carry
-        state = sample_step(potential, state, potential_args, _count(t, schedule))
-        state = jax.lax.cond(t < schedule.num_warmup, lambda s: _adapt(s, t, schedule), lambda s: s, state)
-        return state, _keep(buffer, t, state, schedule, fields)
+        def body(t, carry):
+            state, buffer = carry
+            state = sample_step(potential, state, potential_args, _count(t, schedule))
+            state = jax.lax.cond(t < schedule.num_warmup, lambda s: _adapt(s, t, schedule), lambda s: s, state)
+            return state, _keep(buffer, t, state, schedule, fields, unravel)
 
-    return jax.lax.fori_loop(schedule.start, schedule.stop, body, (state, buffer))
+        state, buffer = jax.lax.fori_loop(schedule.start, schedule.stop, body, (state, buffer))
+    return state._replace(z=unravel(state.z), z_grad=unravel(state.z_grad)), buffer
 
 
 def _searching_program(potential, state, buffer, schedule, fields, potential_args):
@@ -154,8 +163,7 @@ def _searching_program(potential, state, buffer, schedule, fields, potential_arg
             # step size found).
             tried = record_try(search, new.step_size, new.accept_prob, new.rng)
             finished = search_finished(tried)
-            searched = with_searched_step_size(old, found_step_size(tried))
-            kept = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), searched, old)
+            kept = jax.lax.cond(finished, lambda: with_searched_step_size(old, found_step_size(tried)), lambda: old)
             return kept, tried, ~finished
 
         def after_transition(old, new, search):
@@ -173,7 +181,7 @@ def _searching_program(potential, state, buffer, schedule, fields, potential_arg
             branch, (after_try, after_transition, after_sampling), state, new, search
         )
         # A try rewrites iteration t's slot with the chain as it is; the transition overwrites it.
-        buffer = _keep(buffer, t, state, schedule, fields)
+        buffer = _keep(buffer, t, state, schedule, fields, potential.unravel)
         return t + jnp.where(trying, 0, 1), searching, search, state, buffer
 
     start = (schedule.start, due(schedule.start, schedule.start - 1), arm(state), state, buffer)

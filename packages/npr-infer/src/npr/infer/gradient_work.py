@@ -116,6 +116,9 @@ def gradient_work(potential, z, potential_args=()):
       >>> gradient_work(mixture, {"x": jnp.zeros(2)}).strided_reductions
       True
     """
+    on_sites = getattr(potential, "on_sites", None)  # a potential of a flat vector of sites (see hmc.VectorPotential)
+    if on_sites is not None:
+        potential, z = on_sites(z)
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), (z, potential_args)
     )

@@ -132,6 +132,36 @@ def _search_key(rng):
     return jax.random.fold_in(rng, 2)
 
 
+class VectorPotential:
+    """`potential` as a function of the flat vector of its sites, shaped as `z`'s: the chain programs'
+    loops carry a chain's point and gradient as one vector each (see `npr.infer.chain.chain_program`).
+
+    Example:
+      >>> potential = VectorPotential(lambda z: jnp.sum(z["a"]) + z["b"], {"a": jnp.zeros(2), "b": jnp.zeros(())})
+      >>> float(potential(jnp.array([1.0, 2.0, 3.0]))), potential.unravel(jnp.arange(3.0))["a"].tolist()
+      (6.0, [0.0, 1.0])
+    """
+
+    def __init__(self, potential, z):
+        self.potential = potential
+        _, self.unravel = ravel_pytree(z)
+        leaves, structure = jax.tree_util.tree_flatten(z)
+        self._key = potential, structure, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+
+    def __call__(self, x, *args):
+        return self.potential(self.unravel(x), *args)
+
+    def on_sites(self, x):
+        """The potential of the sites and the sites of the vector `x` (read by `gradient_work`)."""
+        return self.potential, self.unravel(x)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, VectorPotential) and self._key == other._key
+
+
 def flat_potential(potential_fn, unravel, potential_args=()):
     """Flat x -> (potential, gradient); `potential_args` are traced extra inputs (model data)."""
     return lambda x: jax.value_and_grad(lambda y: potential_fn(unravel(y), *potential_args))(x)
