@@ -126,7 +126,7 @@ def chain_program(potential, state, buffer, schedule, fields, potential_args):
     unravel = potential.unravel
     state = state._replace(z=ravel_pytree(state.z)[0], z_grad=ravel_pytree(state.z_grad)[0])
     if searches_step_size(state.settings):
-        state, buffer = _searching_program(potential, state, buffer, schedule, fields, potential_args)
+        state, buffer = _searching_program(potential, state, buffer, schedule, fields, potential_args, unravel)
     else:
 
         def body(t, carry):
@@ -139,7 +139,7 @@ def chain_program(potential, state, buffer, schedule, fields, potential_args):
     return state._replace(z=unravel(state.z), z_grad=unravel(state.z_grad)), buffer
 
 
-def _searching_program(potential, state, buffer, schedule, fields, potential_args):
+def _searching_program(potential, state, buffer, schedule, fields, potential_args, unravel):
     """`chain_program` with Stan's step-size searches before the first warmup transition and after
     each slow window. A search's tries run through the loop's own transition (one forward leapfrog
     step each, see `transition_or_search_try`), so the model's gradient is compiled once: a search
@@ -181,7 +181,7 @@ def _searching_program(potential, state, buffer, schedule, fields, potential_arg
             branch, (after_try, after_transition, after_sampling), state, new, search
         )
         # A try rewrites iteration t's slot with the chain as it is; the transition overwrites it.
-        buffer = _keep(buffer, t, state, schedule, fields, potential.unravel)
+        buffer = _keep(buffer, t, state, schedule, fields, unravel)
         return t + jnp.where(trying, 0, 1), searching, search, state, buffer
 
     start = (schedule.start, due(schedule.start, schedule.start - 1), arm(state), state, buffer)

@@ -145,8 +145,6 @@ class VectorPotential:
     def __init__(self, potential, z):
         self.potential = potential
         _, self.unravel = ravel_pytree(z)
-        leaves, structure = jax.tree_util.tree_flatten(z)
-        self._key = potential, structure, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
 
     def __call__(self, x, *args):
         return self.potential(self.unravel(x), *args)
@@ -154,12 +152,6 @@ class VectorPotential:
     def on_sites(self, x):
         """The potential of the sites and the sites of the vector `x` (read by `gradient_work`)."""
         return self.potential, self.unravel(x)
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __eq__(self, other):
-        return isinstance(other, VectorPotential) and self._key == other._key
 
 
 def flat_potential(potential_fn, unravel, potential_args=()):
