@@ -319,3 +319,37 @@ def test_float32_by_default():
 
 def test_constraints_discrete_flags():
     assert constraints.nonnegative_integer.is_discrete and not constraints.positive.is_discrete
+
+
+def test_logit_parametrised_bernoulli_and_binomial_derivatives_are_exact_in_the_tails():
+    from scipy import special
+
+    logits = np.linspace(-40.0, 40.0, 81)
+    trials = np.array([1.0, 1.0, 10.0, 10.0, 10.0])[:, None]
+    successes = np.array([0.0, 1.0, 0.0, 4.0, 10.0])[:, None]
+
+    def log_prob(l, k, n):
+        return dist.Binomial(n, logits=l).log_prob(k)
+
+    grads = jax.vmap(jax.grad(log_prob, argnums=(0, 1, 2)), in_axes=(None, 0, 0))
+    d_logits, d_successes, d_trials = (
+        np.asarray(g)
+        for g in jax.vmap(grads, in_axes=(0, None, None), out_axes=1)(
+            jnp.asarray(logits, jnp.float32),
+            jnp.asarray(successes[:, 0], jnp.float32),
+            jnp.asarray(trials[:, 0], jnp.float32),
+        )
+    )
+    # d/dl = k sigmoid(-l) - (n - k) sigmoid(l), in float64; each term keeps its digits in float32,
+    # also where it is 1e-17 (no cancellation against the other term when k is 0 or n).
+    exact = successes * special.expit(-logits) - (trials - successes) * special.expit(logits)
+    np.testing.assert_allclose(d_logits, exact, rtol=1e-5, atol=1e-30)
+    digamma = special.digamma
+    exact_successes = logits + digamma(trials - successes + 1) - digamma(successes + 1)
+    np.testing.assert_allclose(d_successes, exact_successes, rtol=1e-5, atol=1e-5)
+    exact_trials = digamma(trials + 1) - digamma(trials - successes + 1) - np.logaddexp(0.0, logits)
+    np.testing.assert_allclose(d_trials, exact_trials, rtol=1e-5, atol=1e-5)
+    second = jax.vmap(jax.grad(jax.grad(lambda l: dist.Bernoulli(logits=l).log_prob(1.0))))(
+        jnp.asarray(logits, jnp.float32)
+    )
+    np.testing.assert_allclose(second, -special.expit(logits) * special.expit(-logits), rtol=1e-5, atol=1e-30)
