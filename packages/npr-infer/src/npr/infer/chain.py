@@ -22,7 +22,6 @@ from jax.flatten_util import ravel_pytree
 
 from npr.infer import chain_groups, progress
 from npr.infer.adaptation import found_step_size, record_try, search_finished, start_search, warmup_schedule
-from npr.infer.data_layout import laid_out
 from npr.infer.gradient_work import compiler_options, glue_compilation, gradient_work
 from npr.infer.hmc import (
     VectorPotential,
@@ -33,6 +32,7 @@ from npr.infer.hmc import (
     transition_or_search_try,
     with_searched_step_size,
 )
+from npr.infer.loop_data import prepared
 from npr.infer.machine import machine_program
 
 # Adaptation windows double in length, so 32 window ends cover any warmup that fits in memory.
@@ -121,7 +121,7 @@ def chain_program(potential, state, buffer, schedule, fields, potential_args):
     state fields named in `fields`, along the leading axis.
     """
     TRACE_COUNTS["chain"] += 1
-    potential, potential_args = laid_out(potential, state.z, potential_args)
+    potential, potential_args = prepared(potential, state.z, potential_args)
     # The loop carries the chain's point and gradient as one vector each: as a tree of sites they
     # cost a compiled kernel per site and iteration to split and as many to join again.
     potential = VectorPotential(potential, state.z)

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from npr.infer.data_layout import laid_out
 from npr.infer.hmc import (
     adapt_step,
     flat_potential,
@@ -28,6 +27,7 @@ from npr.infer.hmc import (
     transition_keys,
 )
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy
+from npr.infer.loop_data import prepared
 from npr.infer.nuts import (
     Doubling,
     Subtree,
@@ -70,7 +70,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
     """
     settings = states.settings
     one_z = jax.tree_util.tree_map(lambda x: x[0], states.z)
-    potential, potential_args = laid_out(potential, one_z, potential_args)
+    potential, potential_args = prepared(potential, one_z, potential_args)
     _, unravel = ravel_pytree(one_z)
     potential_and_grad = flat_potential(potential, unravel, potential_args)
     max_depth, max_delta = settings.max_tree_depth, settings.max_delta_energy
