@@ -211,6 +211,28 @@ def test_values_of_the_data_alone_are_computed_before_the_loop():
     np.testing.assert_allclose(new_potential(sites, *new_args), potential(sites, cov), rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "potential",
+    [
+        lambda z, a: jnp.sum(jnp.sin(jnp.linalg.inv(a) @ z["w"])),  # LU and solves of data alone
+        lambda z, a: jnp.sum(jnp.sin(jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a @ a.T), z["w"]))),
+    ],
+    ids=["inverse", "cho_solve"],
+)
+def test_linear_algebra_of_data_alone_leaves_the_loop(potential):
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.normal(size=(4, 4)) + 4 * np.eye(4), jnp.float32)
+    sites = {"w": jnp.asarray(rng.normal(size=4), jnp.float32)}
+    new_potential, new_args = prepared(potential, sites, (a,))
+    factorizations = ("lu", "cholesky", "triangular_solve", "custom_linear_solve")
+    assert any(name in factorizations for name in primitive_names(potential, sites, a))
+    assert not any(name in factorizations for name in primitive_names(new_potential, sites, *new_args))
+    value, grad = jax.value_and_grad(potential)(sites, a)
+    new_value, new_grad = jax.value_and_grad(new_potential)(sites, *new_args)
+    np.testing.assert_allclose(new_value, value, rtol=1e-5)
+    np.testing.assert_allclose(new_grad["w"], grad["w"], rtol=1e-4, atol=1e-6)
+
+
 def test_data_only_values_larger_than_the_data_or_elementwise_are_left_in_the_loop():
     data = jnp.linspace(0.1, 1.0, 30)
 

@@ -21,8 +21,9 @@ them are computed before the loop instead:
   5.4e-7; cond(L) = 1000: 1.9e-5 vs 3.7e-5 (float64 reference). The chain programs check such
   models' U-turns one block per loop iteration (see `npr.infer.gradient_work.rows_in_loop`).
 - Values computed from data alone by reductions, products and factorizations that the potential
-  reads at each evaluation, such as the Cholesky factor of a covariance matrix given as data or
-  the log-determinant of a scale: stored when no larger than the largest data array.
+  reads at each evaluation, such as the Cholesky factor of a covariance matrix given as data, the
+  inverse of a data matrix or the log-determinant of a scale: stored when no larger than the
+  largest data array.
 
 Measured on CPUs only: on other backends, as for models with nothing to prepare, the potential is
 left as it is.
@@ -42,7 +43,7 @@ _INLINED = ("jit", "pjit")
 # cost about what reading a stored copy would).
 _STORED_PRODUCERS = frozenset(
     "reduce_sum reduce_max reduce_min reduce_prod argmax argmin dot_general cholesky triangular_solve lu qr "
-    "eigh svd cumsum cumlogsumexp cumprod cummax cummin".split()
+    "eigh svd custom_linear_solve cumsum cumlogsumexp cumprod cummax cummin".split()
 )
 
 
