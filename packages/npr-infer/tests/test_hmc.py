@@ -285,7 +285,7 @@ class TestBadInput:
 
 
 @pytest.mark.parametrize("max_tree_depth", [3, 10])
-def test_u_turn_checks_row_by_row_or_all_rows_at_once_build_the_same_trajectories(max_tree_depth):
+def test_u_turn_checks_and_checkpoint_writes_of_every_kind_build_the_same_trajectories(max_tree_depth):
     from npr.infer.integrator import IntegratorState
     from npr.infer.nuts import nuts_transition
 
@@ -293,7 +293,7 @@ def test_u_turn_checks_row_by_row_or_all_rows_at_once_build_the_same_trajectorie
     potential_and_grad = jax.value_and_grad(lambda x: 0.5 * jnp.sum((x / scales) ** 2))
     inverse_mass_matrix = jnp.ones(5)
 
-    def transition(key, rows_in_loop):
+    def transition(key, rows_in_loop, rows_in_place=False):
         x_key, r_key, nuts_key = jax.random.split(key, 3)
         x = jax.random.normal(x_key, (5,)) * scales
         r = jax.random.normal(r_key, (5,))
@@ -302,17 +302,27 @@ def test_u_turn_checks_row_by_row_or_all_rows_at_once_build_the_same_trajectorie
         energy0 = potential + 0.5 * jnp.sum(r**2)
         words = jax.random.bits(nuts_key, (2,), jnp.uint32)  # raw key data, as the chain passes it
         return nuts_transition(
-            potential_and_grad, inverse_mass_matrix, start, energy0, 0.3, words, max_tree_depth, 1000.0, rows_in_loop
+            potential_and_grad,
+            inverse_mass_matrix,
+            start,
+            energy0,
+            0.3,
+            words,
+            max_tree_depth,
+            1000.0,
+            rows_in_loop,
+            rows_in_place,
         )
 
     keys = jax.random.split(jax.random.PRNGKey(3), 64)
     masked = jax.jit(jax.vmap(lambda k: transition(k, False)))(keys)
-    one_by_one = jax.jit(jax.vmap(lambda k: transition(k, True)))(keys)
     # Many different tree sizes, some ending at the depth limit: the U-turn checks decide them all.
     assert len(np.unique(masked.num_steps)) > 3
-    np.testing.assert_array_equal(masked.num_steps, one_by_one.num_steps)
-    np.testing.assert_array_equal(masked.tree_depth, one_by_one.tree_depth)
-    np.testing.assert_array_equal(masked.state.x, one_by_one.state.x)
+    for rows_in_loop, rows_in_place in ((True, False), (False, True), (True, True)):
+        other = jax.jit(jax.vmap(lambda k, a=rows_in_loop, b=rows_in_place: transition(k, a, b)))(keys)
+        np.testing.assert_array_equal(masked.num_steps, other.num_steps)
+        np.testing.assert_array_equal(masked.tree_depth, other.tree_depth)
+        np.testing.assert_array_equal(masked.state.x, other.state.x)
 
 
 def test_step_size_search_doubles_or_halves_until_one_step_acceptance_crosses_0_8():

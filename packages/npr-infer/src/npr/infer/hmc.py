@@ -24,7 +24,7 @@ from npr.infer.adaptation import (
     welford_estimate,
     welford_update,
 )
-from npr.infer.gradient_work import rows_in_loop
+from npr.infer.gradient_work import rows_in_loop, rows_in_place
 from npr.infer.integrator import IntegratorState, draw_momentum, kinetic_energy, mass_matrix_sqrt
 from npr.infer.nuts import hmc_transition, nuts_transition
 from npr.infer.rng import STRAIGHT_THREEFRY
@@ -185,6 +185,7 @@ def _transition(potential_fn, state, step_size, adapt_state, potential_args=(), 
             settings.max_tree_depth,
             settings.max_delta_energy,
             not settings.dense_mass and rows_in_loop(potential_fn, state.z, potential_args),
+            not settings.dense_mass and rows_in_place(potential_fn, state.z, potential_args),
             depth_limit=None if trying is None else jnp.where(trying, 1, settings.max_tree_depth),
             force_forward=trying,
         )

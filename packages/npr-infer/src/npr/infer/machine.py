@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from npr.infer.gradient_work import rows_in_place
 from npr.infer.hmc import (
     adapt_step,
     flat_potential,
@@ -73,6 +74,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
     potential, potential_args = prepared(potential, one_z, potential_args)
     _, unravel = ravel_pytree(one_z)
     potential_and_grad = flat_potential(potential, unravel, potential_args)
+    in_place = not settings.dense_mass and rows_in_place(potential, one_z, potential_args)
     max_depth, max_delta = settings.max_tree_depth, settings.max_delta_energy
     stop = schedule.stop
 
@@ -102,7 +104,16 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
     def leaf(m):
         adapt = m.state.adapt_state
         step = m.doubling.direction * adapt.step_size
-        return add_leaf(potential_and_grad, adapt.inverse_mass_matrix, m.subtree, step, m.energy0, max_depth, max_delta)
+        return add_leaf(
+            potential_and_grad,
+            adapt.inverse_mass_matrix,
+            m.subtree,
+            step,
+            m.energy0,
+            max_depth,
+            max_delta,
+            rows_in_place=in_place,
+        )
 
     def merge(m, done_subtree):
         imm = m.state.adapt_state.inverse_mass_matrix

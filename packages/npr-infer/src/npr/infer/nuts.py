@@ -59,11 +59,11 @@ def _turned(v_left, v_right, rho):
     return ~((jnp.sum(v_left * rho, axis=-1) > 0) & (jnp.sum(v_right * rho, axis=-1) > 0))
 
 
-def _write_row(array, row, index):
-    """`array` with `row` at `index`. Measured on XLA's CPU runtime: an in-place update pays off on
-    checkpoint arrays over 1 KiB (100 dimensions: 30% faster leaves), a select over the whole array
-    below (5 dimensions: 10-35% faster than the update)."""
-    if array.size * array.dtype.itemsize > 1024:
+def _write_row(array, row, index, in_place=False):
+    """`array` with `row` at `index`: an in-place update where `in_place` or the array is over 1 KiB
+    (100 dimensions: 30% faster leaves), else a select over the whole array (see
+    `npr.infer.gradient_work.rows_in_place`)."""
+    if in_place or array.size * array.dtype.itemsize > 1024:
         return lax.dynamic_update_index_in_dim(array, row, index, 0)
     return jnp.where((jnp.arange(array.shape[0]) == index)[:, None], row, array)
 
@@ -128,6 +128,7 @@ def add_leaf(
     max_tree_depth,
     max_delta_energy,
     rows_in_loop=False,
+    rows_in_place=False,
 ):
     """One leapfrog step of signed size `step` from the subtree's end, and the subtree's bookkeeping:
     multinomial proposal, checkpoints, U-turns on the sub-blocks the new leaf closes, divergence.
@@ -135,7 +136,8 @@ def add_leaf(
     The U-turn checks read every checkpoint row at once and mask those of open blocks, or with
     `rows_in_loop` only the rows of the blocks the leaf closes, in a loop: cheaper where XLA compiles
     the trajectory's loops as one function, dearer where it dispatches each loop iteration (see
-    `npr.infer.gradient_work.rows_in_loop`).
+    `npr.infer.gradient_work.rows_in_loop`). Each leaf writes one checkpoint row, in place with
+    `rows_in_place` (see `_write_row`).
     """
     dtype = tree.end.x.dtype
     new = leapfrog(potential_and_grad, inverse_mass_matrix, tree.end, step)
@@ -160,7 +162,7 @@ def add_leaf(
     top = lax.population_count(n)
     v_right = velocity(inverse_mass_matrix, new.r)
     row = (v_right, new.r, rho_before, velocity(inverse_mass_matrix, tree.end.r), tree.end.r)
-    checkpoints = tuple(_write_row(c, r, top) for c, r in zip(tree.checkpoints, row))
+    checkpoints = tuple(_write_row(c, r, top, rows_in_place) for c, r in zip(tree.checkpoints, row))
     first = top - _trailing_zeros(n + 1)
     if rows_in_loop:
         turning = _closed_blocks_turned_one_by_one(checkpoints, v_right, rho, first, top)
@@ -317,6 +319,7 @@ def nuts_transition(
     max_tree_depth=10,
     max_delta_energy=1000.0,
     rows_in_loop=False,
+    rows_in_place=False,
     depth_limit=None,
     force_forward=None,
 ):
@@ -332,6 +335,7 @@ def nuts_transition(
       max_tree_depth: at most 2^max_tree_depth - 1 leapfrog steps.
       max_delta_energy: an energy error above this is a divergence.
       rows_in_loop: how a leaf checks for U-turns (see `add_leaf`); the trajectory is the same.
+      rows_in_place: how a leaf writes its checkpoint row (see `add_leaf`); the trajectory is the same.
       depth_limit: traced, at most `max_tree_depth`: doublings after which the trajectory stops.
       force_forward: traced boolean: where True, every doubling goes forward.
     Returns:
@@ -351,6 +355,7 @@ def nuts_transition(
                 max_tree_depth,
                 max_delta_energy,
                 rows_in_loop,
+                rows_in_place,
             ),
             subtree,
         )
