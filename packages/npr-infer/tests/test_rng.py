@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from npr.infer.hmc import transition_keys
-from npr.infer.rng import STRAIGHT_THREEFRY, threefry2x32, uniform, words
+from npr.infer.integrator import draw_momentum
+from npr.infer.rng import STRAIGHT_THREEFRY, normal, threefry2x32, uniform, words
 
 
 def _key(seed):
@@ -103,3 +104,30 @@ def test_mcmc_runs_with_the_rbg_default_prng():
     x = np.asarray(mcmc.get_samples()["x"])
     assert mcmc.last_state.rng.shape[-1] == 4
     assert abs(x.mean() - 1.0) < 0.5 and abs(x.std() - 2.0) < 0.4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_box_muller_normals_are_standard_normal_and_independent(dtype):
+    with jax.enable_x64(dtype == "float64"):
+        key = jnp.array([3, 11], jnp.uint32)
+        draws = np.asarray(jax.jit(lambda k: normal(k, (20001, 3), jnp.dtype(dtype)))(key))
+        assert draws.shape == (20001, 3) and draws.dtype == np.dtype(dtype)
+        assert stats.kstest(draws.ravel(), stats.norm.cdf).pvalue > 1e-3
+        # The two draws of a pair (cosine and sine of one angle) and draws of neighbouring counters.
+        flat = draws.ravel()
+        half = (flat.size + 1) // 2
+        for a, b in ((flat[: flat.size - half], flat[half:]), (flat[:-1], flat[1:])):
+            assert abs(stats.pearsonr(a, b)[0]) < 4 / np.sqrt(a.size)
+            assert abs(stats.pearsonr(a**2, b**2)[0]) < 4 / np.sqrt(a.size)
+        if dtype == "float64":  # 52-bit uniforms: far more distinct values than 2^23
+            assert len(np.unique(draws)) == draws.size
+
+
+def test_momenta_from_typed_raw_and_other_keys():
+    like, mass_sqrt = jnp.zeros(5), jnp.full(5, 2.0)
+    data = jax.random.key_data(jax.random.PRNGKey(4))
+    typed = draw_momentum(jax.random.wrap_key_data(data, impl=STRAIGHT_THREEFRY), mass_sqrt, like)
+    np.testing.assert_array_equal(typed, draw_momentum(data, mass_sqrt, like))
+    np.testing.assert_allclose(typed, 2.0 * normal(data, (5,)), rtol=1e-6)
+    other = jax.random.key(0, impl="rbg")  # four words of key data: JAX's own normal draws
+    np.testing.assert_allclose(draw_momentum(other, mass_sqrt, like), 2.0 * jax.random.normal(other, (5,)), rtol=1e-6)

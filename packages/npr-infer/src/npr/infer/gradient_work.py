@@ -119,13 +119,18 @@ def gradient_work(potential, z, potential_args=()):
     on_sites = getattr(potential, "on_sites", None)  # a potential of a flat vector of sites (see hmc.VectorPotential)
     if on_sites is not None:
         potential, z = on_sites(z)
-    abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), (z, potential_args)
-    )
-    key = (potential, jax.tree_util.tree_structure(abstract), tuple(jax.tree_util.tree_leaves(abstract)))
+    # Looked up on every run: the key reads arrays' shapes and dtypes (as JAX will see them), a few
+    # times quicker than `jnp.result_type`; Python numbers are typed by the x64 flag.
+    leaves, structure = jax.tree_util.tree_flatten((z, potential_args))
+    dtype = lambda x: jax.dtypes.canonicalize_dtype(x.dtype) if hasattr(x, "dtype") else type(x)
+    shapes = tuple((getattr(x, "shape", None), dtype(x)) for x in leaves)
+    key = (potential, structure, shapes, jax.config.jax_enable_x64)
     if key not in _CACHE:
         if len(_CACHE) >= 256:  # the keys hold models' potentials: keep the latest ones only
             del _CACHE[next(iter(_CACHE))]
+        abstract = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), (z, potential_args)
+        )
         grad = jax.value_and_grad(lambda z, args: potential(z, *args))
         _CACHE[key] = _walk(jax.make_jaxpr(grad)(*abstract).jaxpr)
     return _CACHE[key]

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from jax import random
 from jax.scipy.linalg import solve_triangular
 
+from npr.infer.rng import normal
+
 
 class IntegratorState(NamedTuple):
     x: jax.Array
@@ -43,7 +45,14 @@ def mass_matrix_sqrt(inverse_mass_matrix):
 
 
 def draw_momentum(key, mass_sqrt, like):
-    eps = random.normal(key, like.shape, dtype=like.dtype)
+    """A momentum N(0, M) shaped as `like`, from a key with two words of key data (typed or raw:
+    `npr.infer.rng.normal`) or any other key (`jax.random.normal`)."""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    data = random.key_data(key) if typed else key
+    if data.shape == (2,) and data.dtype == jnp.uint32:
+        eps = normal(data, like.shape, like.dtype)
+    else:
+        eps = random.normal(key, like.shape, dtype=like.dtype)
     if mass_sqrt.ndim == 1:
         return mass_sqrt * eps
     return mass_sqrt @ eps

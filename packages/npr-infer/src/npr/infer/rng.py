@@ -24,6 +24,8 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 # Counter high words that keep split, fold_in and random_bits streams apart (`words` callers use
 # streams from 3 on).
 _SPLIT, _FOLD_IN, _BITS = 0, 1, 2
+# The stream of `normal` (`npr.infer.nuts` uses streams 3 to 5 of its own keys).
+_NORMAL = 6
 
 
 def threefry2x32(key, x0, x1):
@@ -73,6 +75,36 @@ def uniform(word, dtype):
     """
     mantissa = (word >> np.uint32(9)) | np.uint32(0x3F800000)
     return (lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0).astype(dtype)
+
+
+def normal(key, shape, dtype=jnp.float32):
+    """Standard normal draws shaped `shape` from raw key data, by the Box-Muller transform of `words`.
+
+    Momenta are drawn once per transition, and on small models XLA's inverse error function, which
+    `jax.random.normal` uses, was most of a transition: 10 draws took 1.1 us in a loop compiled as one
+    function (2-core CPU), 0.13 us here. Each hash gives two uniforms, each pair of uniforms two draws;
+    float64 draws take 52-bit uniforms from two words each.
+
+    Example:
+      >>> z = normal(jnp.array([0, 7], jnp.uint32), (100_000,))
+      >>> z.shape, abs(float(z.mean())) < 0.02, abs(float(z.std()) - 1) < 0.02
+      ((100000,), True, True)
+    """
+    size = math.prod(shape)
+    pairs = (size + 1) // 2
+    if jnp.dtype(dtype).itemsize == 8:
+        w0, w1 = words(key, _NORMAL, lax.iota(jnp.uint32, 2 * pairs))
+        bits = (w0.astype(jnp.uint64) << np.uint64(32)) | w1.astype(jnp.uint64)
+        mantissa = (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000)
+        u = lax.bitcast_convert_type(mantissa, jnp.float64) - 1.0
+        u0, u1 = u[:pairs], u[pairs:]
+    else:
+        w0, w1 = words(key, _NORMAL, lax.iota(jnp.uint32, pairs))
+        u0, u1 = uniform(w0, jnp.float32), uniform(w1, jnp.float32)
+    radius = jnp.sqrt(-2.0 * jnp.log(1.0 - u0))  # 1 - u0 is in (0, 1]
+    angle = (2.0 * np.pi) * u1
+    z = jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])[:size]
+    return z.reshape(shape).astype(dtype)
 
 
 def _seed(seed):
