@@ -8,7 +8,7 @@ from scipy import stats
 
 from npr.infer.hmc import transition_keys
 from npr.infer.integrator import draw_momentum
-from npr.infer.rng import STRAIGHT_THREEFRY, normal, threefry2x32, uniform, words
+from npr.infer.rng import STRAIGHT_THREEFRY, normal, threefry2x32, turn, uniform, words
 
 
 def _key(seed):
@@ -131,3 +131,16 @@ def test_momenta_from_typed_raw_and_other_keys():
     np.testing.assert_allclose(typed, 2.0 * normal(data, (5,)), rtol=1e-6)
     other = jax.random.key(0, impl="rbg")  # four words of key data: JAX's own normal draws
     np.testing.assert_allclose(draw_momentum(other, mass_sqrt, like), 2.0 * jax.random.normal(other, (5,)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, ulps", [("float32", 2), ("float64", 8)])
+def test_turn_is_cos_and_sin_of_the_angle_to_a_few_ulps(dtype, ulps):
+    with jax.enable_x64(dtype == "float64"):
+        u = np.random.default_rng(2).random(100_000).astype(dtype)
+        eighths = np.arange(8) / 8  # every boundary between quarter turns and its neighbours
+        u = np.concatenate([u, eighths, np.nextafter(eighths, 1), np.nextafter(eighths + 1 / 8, 0)]).astype(dtype)
+        cos, sin = jax.jit(turn)(jnp.asarray(u))
+        angle = 2 * np.pi * u.astype(np.float64)
+        tolerance = ulps * np.finfo(dtype).eps
+        np.testing.assert_allclose(np.asarray(cos, np.float64), np.cos(angle), rtol=0, atol=tolerance)
+        np.testing.assert_allclose(np.asarray(sin, np.float64), np.sin(angle), rtol=0, atol=tolerance)
