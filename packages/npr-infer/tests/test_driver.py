@@ -690,3 +690,4 @@ def test_a_run_known_to_be_one_call_completes_its_bar_after_the_draws_are_dispat
     np.testing.assert_array_equal(with_bar, without_bar)
     final = err.strip().split("\r")[-1]
     assert "sample 1 chain" in final and "200/200" in final and "acc. prob=" in final
+    assert err.count("sample 1 chain") == 1  # too short to watch: drawn once, as it ends

@@ -375,13 +375,15 @@ def run_chains(
         `blocks`: whether `program` returns only once its results are ready."""
         if not show:
             return program(state, buffer, schedule)
-        open_bar = lambda: progress.open_bar(total, label, phases=True, sampling=int(schedule.num_warmup) == 0)
+        open_bar = lambda short=False: progress.open_bar(
+            total, label, phases=True, sampling=int(schedule.num_warmup) == 0, short=short
+        )
         speed_key = (potential, fields, kind, num_chains)
         start, stop = int(schedule.start), int(schedule.stop)
         one_call = progress.expects_one_call(speed_key, start, stop)
         if queued is None and finish_later is not None and not blocks and one_call:
             out = program(state, buffer, schedule)
-            bar_id = open_bar()  # drawn while the dispatched run computes
+            bar_id = open_bar(short=True)  # expected to take under `progress.UPDATE_SECONDS`
 
             finish_later.append(lambda: progress.complete_bar(bar_id, out, stop, _describe(schedule)))
             return out
