@@ -25,7 +25,7 @@ class FinalLine:
 
     Creating and closing a tqdm bar next to a running program cost about 0.25 ms (2-core CPU), a
     tenth of a small model's 1000 draws, and formatting its line with `tqdm.format_meter` right after
-    the run 0.1 ms (the interpreter's caches cold); this line costs about 20 us. In a notebook, where
+    the run 0.1 ms (the interpreter's caches cold); this line about 20 us. In a notebook, where
     tqdm draws a widget, bars stay tqdm's.
 
     Example:
