@@ -33,6 +33,29 @@ def make_mcmc(**kwargs):
     return MCMC(NUTS(regression), **options)
 
 
+@pytest.mark.parametrize("postprocess", [False, True])
+def test_draws_are_kept_merged_and_split_by_chain_on_request(postprocess):
+    # The run keeps its draws with the chains merged, so `get_samples()` hands over what the run made;
+    # the grouped view splits them again, chain by chain, in the order of the unconstrained draws.
+    options = dict(chain_method="vectorized", num_chains=3, num_samples=40, num_warmup=30)
+    if postprocess:
+        options["postprocess_fn"] = lambda z: {"slope_plus_one": z["slope"] + 1.0}
+    mcmc = make_mcmc(**options)
+    mcmc.run(jax.random.PRNGKey(4), X, Y)
+    merged, grouped = mcmc.get_samples(), mcmc.get_samples(group_by_chain=True)
+    assert mcmc.get_samples() is merged
+    names = ["slope_plus_one"] if postprocess else ["slope", "noise", "double_slope"]
+    assert sorted(merged) == sorted(grouped) == sorted(names)
+    for name in names:
+        assert grouped[name].shape == (3, 40) and merged[name].shape == (120,)
+        for index in range(3):
+            np.testing.assert_array_equal(grouped[name][index], merged[name][40 * index : 40 * (index + 1)])
+    slope = grouped["slope_plus_one"] - 1.0 if postprocess else grouped["slope"]
+    np.testing.assert_allclose(slope[:, -1], mcmc.last_state.z["slope"], rtol=1e-6)  # each chain's last draw
+    if not postprocess:
+        np.testing.assert_allclose(grouped["double_slope"], 2 * grouped["slope"], rtol=1e-6)
+
+
 def test_compiles_once_across_runs_keys_data_and_continuation():
     mcmc = make_mcmc(chain_method="vectorized")
     mcmc.run(jax.random.PRNGKey(0), X, Y)
@@ -341,7 +364,8 @@ def test_a_new_run_compiles_its_chain_program_once_while_it_searches_initial_sta
 ):
     # The chain program is lowered before the initial-state search and compiled on a worker thread
     # meanwhile; the run then finds it compiled (one-chain calls, groups, sequential, one chain). The
-    # programs that constrain the draws and merge their chains compile there too, while the chains sample.
+    # programs that constrain the draws (merging their chains) and split them by chain compile there
+    # too, while the chains sample.
     monkeypatch.setattr(chain_groups, "host_cores", lambda: 2)
 
     def model(y):  # a model of its own: nothing of it is compiled yet
@@ -362,8 +386,8 @@ def test_a_new_run_compiles_its_chain_program_once_while_it_searches_initial_sta
     compiled = of(CHAIN_PROGRAMS)
     assert len(compiled) == 1, [r.getMessage() for r in compiled]
     assert compiled[0].threadName.startswith("npr-compile")
-    assert len(of({"_constrain"})) == 1  # the merge may be compiled for these shapes by an earlier test
-    assert all(r.threadName.startswith("npr-compile") for r in of({"_constrain", "_merge_chain_axis"}))
+    assert len(of({"constrained_draws"})) == 1  # the split may be compiled for these shapes by an earlier test
+    assert all(r.threadName.startswith("npr-compile") for r in of({"constrained_draws", "_split_chain_axis"}))
     assert scale.shape == (num_chains * 10,)
 
 

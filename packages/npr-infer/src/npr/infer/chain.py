@@ -291,13 +291,13 @@ def _index(tree, i):
     return jax.tree_util.tree_map(lambda x: x[i], tree)
 
 
-def _merge_chain_axis(tree):
+def merge_chains(tree):
+    """`merge_chain_axis` for use inside a traced function."""
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
-def merge_chain_axis_program():
-    """The jitted program of `merge_chain_axis`."""
-    return _glue(_merge_chain_axis)
+def _split_chain_axis(tree, num_chains):
+    return jax.tree_util.tree_map(lambda x: x.reshape((num_chains, -1) + x.shape[1:]), tree)
 
 
 def merge_chain_axis(tree):
@@ -307,7 +307,23 @@ def merge_chain_axis(tree):
       >>> merge_chain_axis({"x": jnp.zeros((2, 3, 4))})["x"].shape
       (6, 4)
     """
-    return _glue(_merge_chain_axis)(tree)
+    return _glue(merge_chains)(tree)
+
+
+def split_chain_axis(tree, num_chains):
+    """Leaves of shape (chain * draw, ...) reshaped to (chain, draw, ...), in one compiled call.
+
+    Example:
+      >>> split_chain_axis({"x": jnp.zeros((6, 4))}, 2)["x"].shape
+      (2, 3, 4)
+    """
+    return split_chain_axis_program(num_chains)(tree)
+
+
+@functools.cache
+def split_chain_axis_program(num_chains):
+    """The jitted program of `split_chain_axis` for `num_chains` chains."""
+    return jax.jit(functools.partial(_split_chain_axis, num_chains=num_chains), compiler_options=glue_compilation())
 
 
 def tree_stack(trees):

@@ -38,7 +38,7 @@ def to_inference_data(mcmc, prior=None, posterior_predictive=None, log_likelihoo
     import arviz as az
 
     num_chains = mcmc.num_chains
-    posterior = _numpy(mcmc.get_samples(group_by_chain=True))
+    posterior = _by_chain(mcmc.get_samples(), num_chains)  # on the host: no program to compile
     extra = _numpy(mcmc.get_extra_fields(group_by_chain=True))
     stats = {
         "diverging": extra["diverging"],

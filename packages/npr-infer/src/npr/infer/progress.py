@@ -41,12 +41,16 @@ class FinalLine:
     """
 
     def __init__(self, total, desc, file=None):
-        self.total, self.desc, self.n, self.postfix = total, desc, 0, None
+        self.total, self.n, self.postfix = total, 0, None
         self.file = file
+        self.set_description_str(desc)
         self.started = time.perf_counter()
 
     def set_description_str(self, desc, refresh=True):
+        # The parts known before the run ends are formatted now: after a short run, every microsecond
+        # of host work adds to the run's time.
         self.desc = desc
+        self._full = f"{desc}: 100%|{'█' * 10}| {self.total}/{self.total} ["
 
     def set_postfix_str(self, postfix, refresh=True):
         self.postfix = postfix
@@ -56,17 +60,20 @@ class FinalLine:
 
     def close(self):
         elapsed = time.perf_counter() - self.started
-        filled = 10 * self.n // max(self.total, 1)
         rate = self.n / elapsed if elapsed > 0 else 0.0
         speed = f"{rate:.2f}it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.2f}s/it"
         minutes, seconds = divmod(int(elapsed), 60)
+        if self.n == self.total:
+            head = self._full
+        else:
+            filled = 10 * self.n // max(self.total, 1)
+            head = (
+                f"{self.desc}: {100 * self.n // max(self.total, 1):3d}%|{'█' * filled}{' ' * (10 - filled)}| "
+                f"{self.n}/{self.total} ["
+            )
         postfix = f", {self.postfix}" if self.postfix else ""
-        line = (
-            f"{self.desc}: {100 * self.n // max(self.total, 1):3d}%|{'█' * filled}{' ' * (10 - filled)}| "
-            f"{self.n}/{self.total} [{minutes:02d}:{seconds:02d}<00:00, {speed}{postfix}]\n"
-        )
         file = sys.stderr if self.file is None else self.file
-        file.write(line)
+        file.write(f"{head}{minutes:02d}:{seconds:02d}<00:00, {speed}{postfix}]\n")
         file.flush()
 
 
@@ -167,11 +174,18 @@ def complete_bar(bar_id, carry, stop, describe):
       >>> complete_bar(open_bar(10, "count"), 10, 10, lambda c, b: (c, None, None))
     """
     state, formatter, sampling = describe(carry, stop)
-    state = jax.tree_util.tree_map(np.asarray, state)  # waits for the run (only these arrays: each costs)
-    bar, phase_desc = _BARS.get(bar_id, (None, None))
-    if bar is not None and phase_desc is not None and sampling is not None:
+    bar, phase_desc = _BARS.pop(bar_id, (None, None))
+    if bar is None:
+        return
+    if phase_desc is not None and sampling is not None:
         bar.set_description_str(f"{'sample' if np.all(sampling) else 'warmup'} {phase_desc}", refresh=False)
-    close_bar(bar_id, state, formatter)
+    leaves, structure = jax.tree_util.tree_flatten(state)
+    # Waits for the run: only for these arrays, each of which costs.
+    state = jax.tree_util.tree_unflatten(structure, [np.asarray(leaf) for leaf in leaves])
+    bar.n = bar.total
+    if formatter is not None:
+        bar.set_postfix_str(formatter(state), refresh=False)
+    bar.close()
 
 
 # Seconds per iteration measured by the last chunk of each keyed loop (see `run_in_chunks`).
@@ -212,11 +226,9 @@ def hmc_progress(state):
 
 def hmc_postfix(state):
     """The seed's postfix: steps of the last trajectory, step size, mean acceptance probability."""
-    num_steps = np.ravel(np.asarray(state.num_steps))
-    step_size = np.ravel(np.asarray(state.step_size))
-    accept = np.ravel(np.asarray(state.mean_accept_prob))
+    num_steps, step_size, accept = (np.ravel(np.asarray(x)) for x in hmc_progress(state))
     if num_steps.size == 1:
-        return f"{int(num_steps[0])} steps of size {float(step_size[0]):.2e}. acc. prob={float(accept[0]):.2f}"
+        return "%d steps of size %.2e. acc. prob=%.2f" % (num_steps[0], step_size[0], accept[0])  # noqa: UP031 (the fastest)
     steps = ",".join(str(int(s)) for s in num_steps)
     accepts = ",".join(f"{a:.2f}" for a in accept)
     return f"steps {steps} | acc. prob {accepts}"
