@@ -47,8 +47,13 @@ def _seeds():
     return [1] + [100 + k for k in range(KEYS["value"] - 1)]
 
 
-BAR_REPEATS = 15
-BAR_REPEATS_LONG = 5
+BAR_PAIRS = 200
+BAR_SECONDS = 2.0
+
+
+def bar_pairs(seconds):
+    """Pairs of runs (bar on, bar off) that measure the bar's cost on runs of `seconds`."""
+    return min(BAR_PAIRS, max(5, int(BAR_SECONDS / seconds)))
 
 
 def _timed(fn):
@@ -107,24 +112,24 @@ def bench_npr(model, args, warmup, samples, chains):
         seconds, draws = _best_of(3, continued)  # this machine is noisy; every repeat draws the same
         steps = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
         per_key.append((_min_ess(draws, chains), steps, seconds))
-    # Progress bar cost: the same continued sampling with the bar on and off, interleaved (which goes
-    # first alternates), best of BAR_REPEATS each for runs under 0.2 s (a few milliseconds swing from
-    # run to run here), else of BAR_REPEATS_LONG.
+    # Progress bar cost: the same continued sampling with the bar on and off, in pairs (which goes first
+    # alternates): the median of the pairs' differences over the median time without the bar. Runs of a
+    # few milliseconds swing by a tenth here: up to BAR_PAIRS pairs, as many as fit BAR_SECONDS.
     mcmc.progress_bar = True
     continued()  # the bar learns how fast this loop runs
     times = {True: [], False: []}
-    for repeat in range(BAR_REPEATS if seconds < 0.2 else BAR_REPEATS_LONG):
+    for repeat in range(bar_pairs(seconds)):
         for bar in (True, False) if repeat % 2 == 0 else (False, True):
             mcmc.progress_bar = bar
             times[bar].append(_timed(lambda: continued())[0])
     mcmc.progress_bar = False
-    with_bar, without_bar = min(times[True]), min(times[False])
+    with_bar, without_bar = np.array(times[True]), np.array(times[False])
     return {
         "first": first,
         "second": second,
         **_mean_over_keys(per_key),
-        "bar_cost": with_bar / without_bar - 1.0,
-        "bar_base": without_bar,
+        "bar_cost": float(np.median(with_bar - without_bar) / np.median(without_bar)),
+        "bar_base": float(np.median(without_bar)),
     }
 
 
@@ -324,8 +329,8 @@ def main():
         for name, _, results in rows
     )
     how = (
-        f"continued runs interleaved, alternating which goes first, best of {BAR_REPEATS} for runs under "
-        f"0.2 s, else of {BAR_REPEATS_LONG}"
+        f"continued runs in pairs, alternating which goes first; median of the pairs' differences over the "
+        f"median run without the bar; {BAR_SECONDS:.0f} s of runs per model, 5 to {BAR_PAIRS} pairs"
     )
     note = f"\nnpr progress bar cost (sampling with the bar on vs off, {how}): {costs}\n"
     print(note)

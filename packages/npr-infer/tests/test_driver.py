@@ -1,6 +1,8 @@
 import pickle
+import re
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import jax
@@ -696,22 +698,34 @@ class TestBadInput:
             NUTS()
 
 
-def test_a_run_known_to_be_one_call_completes_its_bar_after_the_draws_are_dispatched(capsys, monkeypatch):
-    chunked = []
+@pytest.mark.parametrize("num_chains", [1, 4])
+def test_a_run_known_to_be_one_call_completes_its_bar_after_the_draws_are_dispatched(num_chains, capsys, monkeypatch):
+    # One chain: one program call; 4 chains on 2 cores: groups of chains run by host threads, a call
+    # that returns once they are done. Either way the bar is drawn once, timed over the whole run.
+    monkeypatch.setattr(chain_groups, "host_cores", lambda: 2)
+    chunked, grouped = [], []
     original = progress.run_in_chunks
     monkeypatch.setattr(progress, "run_in_chunks", lambda *a, **k: chunked.append(a) or original(*a, **k))
+    run_grouped = chain_groups.run_grouped
+    monkeypatch.setattr(chain_groups, "run_grouped", lambda *a, **k: grouped.append(a) or run_grouped(*a, **k))
     runs = {}
     for bar in (True, False):
-        mcmc = make_mcmc(num_chains=1, progress_bar=bar)
+        mcmc = make_mcmc(num_chains=num_chains, chain_method="vectorized", progress_bar=bar)
         mcmc.run(jax.random.PRNGKey(0), X, Y)
         mcmc.post_warmup_state = mcmc.last_state
         capsys.readouterr()
         chunked.clear()
+        started = time.perf_counter()
         mcmc.run(jax.random.PRNGKey(1), X, Y)
-        runs[bar] = mcmc.get_samples()["slope"], capsys.readouterr().err, list(chunked)
-    (with_bar, err, calls), (without_bar, _, _) = runs[True], runs[False]
+        seconds = time.perf_counter() - started
+        runs[bar] = mcmc.get_samples()["slope"], capsys.readouterr().err, list(chunked), seconds
+    (with_bar, err, calls, seconds), (without_bar, _, _, _) = runs[True], runs[False]
+    assert bool(grouped) == (num_chains > 1)
     assert not calls  # the speed of the last run says it is one call: no chunks, the bar completes later
     np.testing.assert_array_equal(with_bar, without_bar)
     final = err.strip().split("\r")[-1]
-    assert "sample 1 chain" in final and "200/200" in final and "acc. prob=" in final
-    assert err.count("sample 1 chain") == 1  # too short to watch: drawn once, as it ends
+    label = f"sample {num_chains} chain{'s' if num_chains > 1 else ''}"
+    assert label in final and "200/200" in final and "acc. prob" in final
+    rate = float(re.search(r"([0-9.]+)it/s", final).group(1))
+    assert 200 / rate > 0.3 * seconds  # the bar's clock ran through the run, not just after it
+    assert err.count(label) == 1  # too short to watch: drawn once, as it ends
