@@ -554,6 +554,36 @@ def test_progress_bar_sizes_chunks_from_the_last_run_of_the_same_loop():
     assert chunks[0] == (0, 20) and chunks[-1] == (0, 1000)
 
 
+def test_chunks_last_long_enough_for_what_each_call_costs(monkeypatch):
+    # A loop whose every call costs 0.1 s besides 1 ms per iteration (large data prepared at each
+    # call), on a fake clock: one call of no iterations measures that cost, after which chunks are
+    # long enough for calls to cost 1/CALLS_SHARE of the run, and a short remainder joins the chunk
+    # before it. Sized for iterations alone (0.25 s), 20,000 iterations took 100 calls.
+    clock = [0.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    chunks = []
+
+    def call(start, stop, carry):
+        chunks.append((start, stop))
+        clock[0] += 0.1 + 0.001 * (stop - start)
+        return carry + (stop - start)
+
+    def run(stop):
+        bar = progress.open_bar(stop, "loop")
+        out = progress.run_in_chunks(call, 0, 0, stop, bar, lambda c, b: (c, None, None), speed_key="costly")
+        progress.close_bar(bar)
+        return out
+
+    assert run(20_000) == 20_000
+    assert chunks[:2] == [(0, 400), (400, 400)]  # a probe of a 50th of the run, a call of no iterations
+    sizes = [stop - start for start, stop in chunks[2:]]
+    assert len(sizes) == 4 and all(4800 <= size <= 4900 for size in sizes[:-1])
+    assert 0.1 * len(chunks) / clock[0] < 0.05
+    chunks.clear()
+    assert run(6_000) == 6_000
+    assert chunks == [(0, 6_000)]  # 1,100 left after a chunk of 4,900: one call
+
+
 def test_sequential_chains_known_to_be_quick_are_queued_and_draw_the_same(monkeypatch, capsys):
     # Once a loop is known to run in one call, sequential chains with bars are all dispatched first,
     # then each bar fills as its chain ends: the same programs on the same inputs, the same draws.

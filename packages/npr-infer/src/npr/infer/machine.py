@@ -221,4 +221,7 @@ def machine_program(potential, states, buffers, schedule, fields, potential_args
 
     carry = machine, buffers, jnp.zeros(num_chains, bool), pending & (t0 < stop)
     machine, buffers, _, _ = jax.lax.while_loop(unfinished, body, carry)
-    return machine.state, buffers
+    # Every chain began a transition on entry (drawing from its key): a call of no iterations must
+    # leave the chains as they were.
+    ran = schedule.start < stop
+    return jax.tree_util.tree_map(lambda new, old: jnp.where(ran, new, old), machine.state, states), buffers

@@ -122,8 +122,9 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None, of
 
     `describe(carry, b)` returns `(state, formatter, sampling)` for the bar's postfix and label.
     With a hashable `speed_key` naming the compiled loop, the speed its last run measured sizes the
-    first chunk (a run expected to last under `UPDATE_SECONDS` is then one call). The bar counts
-    iterations from `offset`.
+    first chunk (a run expected to last under `UPDATE_SECONDS` is then one call), and a call of no
+    iterations, once, measures what a call costs besides its iterations: chunks are made long enough
+    for that to stay under 1/`CALLS_SHARE` of the run. The bar counts iterations from `offset`.
 
     Example:
       >>> bar = open_bar(10, "count")
@@ -133,19 +134,27 @@ def run_in_chunks(call, carry, start, stop, bar_id, describe, speed_key=None, of
     """
     size = _first_chunk(speed_key, start, stop)
     while start < stop:
-        end = min(start + size, stop)
+        end = stop if stop - start - size < size // 4 else start + size  # no short last chunk
         began = time.perf_counter()
         carry = jax.block_until_ready(call(start, end, carry))
-        per_iteration = (time.perf_counter() - began) / (end - start)
+        seconds = time.perf_counter() - began
         state, formatter, sampling = describe(carry, end)
         _host_update(bar_id, end - 1 - offset, jax.tree_util.tree_map(np.asarray, state), formatter, sampling)
+        per_call = _SPEEDS[speed_key].per_call if speed_key in _SPEEDS else None
+        if per_call is None and speed_key is not None and end < stop:
+            # A loop that prepares large data (`npr.infer.loop_data`) pays it at every call: covtype's
+            # 100,000 x 54 matrix, ~7 ms a call.
+            began = time.perf_counter()
+            carry = jax.block_until_ready(call(end, end, carry))
+            per_call = time.perf_counter() - began
         # The first call may include compilation: its estimate is pessimistic, the next one corrects it.
-        size = _chunk(per_iteration)
+        speed = Speed(max(seconds - (per_call or 0.0), 0.0) / (end - start), per_call or 0.0)
+        size = _chunk(speed)
         if speed_key is not None:
-            _SECONDS_PER_ITERATION.pop(speed_key, None)
-            if len(_SECONDS_PER_ITERATION) >= 256:  # keys may hold models' potentials: keep the latest
-                del _SECONDS_PER_ITERATION[next(iter(_SECONDS_PER_ITERATION))]
-            _SECONDS_PER_ITERATION[speed_key] = per_iteration
+            _SPEEDS.pop(speed_key, None)
+            if len(_SPEEDS) >= 256:  # keys may hold models' potentials: keep the latest
+                del _SPEEDS[next(iter(_SPEEDS))]
+            _SPEEDS[speed_key] = speed if per_call is not None else speed._replace(per_call=None)
         start = end
     return carry
 
@@ -188,14 +197,23 @@ def complete_bar(bar_id, carry, stop, describe):
     bar.close()
 
 
-# Seconds per iteration measured by the last chunk of each keyed loop (see `run_in_chunks`).
-_SECONDS_PER_ITERATION = {}
+class Speed(NamedTuple):
+    """A compiled loop's seconds per iteration, and per call besides (None: not measured yet)."""
+
+    per_iteration: float
+    per_call: Any = None
+
+
+# The speed of each keyed loop, measured by its last chunk (see `run_in_chunks`).
+_SPEEDS = {}
+# Calls cost at most this fraction of a chunk's time: chunks last at least this many calls' cost.
+CALLS_SHARE = 50
 
 
 def _first_chunk(speed_key, start, stop):
     """Iterations in the first call of `run_in_chunks`: from the loop's last measured speed, or a
     short probe when it has none."""
-    known = _SECONDS_PER_ITERATION.get(speed_key) if speed_key is not None else None
+    known = _SPEEDS.get(speed_key) if speed_key is not None else None
     return max(1, (stop - start) // 50) if known is None else _chunk(known)
 
 
@@ -209,8 +227,15 @@ def expects_one_call(speed_key, start, stop):
     return _first_chunk(speed_key, start, stop) >= stop - start
 
 
-def _chunk(seconds_per_iteration):
-    return max(1, int(UPDATE_SECONDS / max(seconds_per_iteration, 1e-9)))
+def _chunk(speed):
+    """Iterations per call at `speed`: a few bar updates a second, each call's own cost a small share.
+
+    Example:
+      >>> _chunk(Speed(0.001, 0.0)), _chunk(Speed(0.001, 0.01))
+      (250, 490)
+    """
+    seconds = max(UPDATE_SECONDS, CALLS_SHARE * (speed.per_call or 0.0))
+    return max(1, int((seconds - (speed.per_call or 0.0)) / max(speed.per_iteration, 1e-9)))
 
 
 class HMCProgress(NamedTuple):
