@@ -48,7 +48,7 @@ def _seeds():
 
 
 BAR_PAIRS = 200
-BAR_SECONDS = 2.0
+BAR_SECONDS = 6.0
 
 
 def bar_pairs(seconds):
