@@ -253,7 +253,7 @@ def hmc_postfix(state):
     """The seed's postfix: steps of the last trajectory, step size, mean acceptance probability."""
     num_steps, step_size, accept = (np.ravel(np.asarray(x)) for x in hmc_progress(state))
     if num_steps.size == 1:
-        return "%d steps of size %.2e. acc. prob=%.2f" % (num_steps[0], step_size[0], accept[0])  # noqa: UP031 (the fastest)
+        return "%d steps of size %.2e. acc. prob=%.2f" % (num_steps[0], step_size[0], accept[0])  # noqa: UP031 (one format call)
     steps = ",".join(str(int(s)) for s in num_steps)
     accepts = ",".join(f"{a:.2f}" for a in accept)
     return f"steps {steps} | acc. prob {accepts}"
