@@ -759,3 +759,42 @@ def test_a_run_known_to_be_one_call_completes_its_bar_after_the_draws_are_dispat
     rate = float(re.search(r"([0-9.]+)it/s", final).group(1))
     assert 200 / rate > 0.3 * seconds  # the bar's clock ran through the run, not just after it
     assert err.count(label) == 1  # too short to watch: drawn once, as it ends
+
+
+@pytest.mark.parametrize("poll_seconds", [0.0, 10.0])
+def test_a_one_call_run_expected_to_end_soon_is_awaited_by_polling(poll_seconds, capsys, monkeypatch):
+    # The bar's wait polls the run's numbers when the run is expected within POLL_SECONDS (and blocks
+    # otherwise); either way it draws the finished run, and the draws are those of a run without a bar.
+    monkeypatch.setattr(progress, "POLL_SECONDS", poll_seconds)
+    polls = []
+    poll = progress.await_by_polling
+    monkeypatch.setattr(progress, "await_by_polling", lambda *a: polls.append(a) or poll(*a))
+    mcmc = make_mcmc(num_chains=1, progress_bar=True)
+    mcmc.run(jax.random.PRNGKey(0), X, Y)
+    mcmc.post_warmup_state = warmed = mcmc.last_state
+    polls.clear()
+    capsys.readouterr()
+    started = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(1), X, Y)
+    with_bar, final = mcmc.get_samples()["slope"], capsys.readouterr().err.strip()
+    assert len(polls) == (poll_seconds > 0)
+    if polls:
+        arrays, give_up_at = polls[0]
+        assert all(isinstance(x, jax.Array) for x in arrays) and started < give_up_at < started + poll_seconds + 1
+    assert "200/200" in final and "acc. prob" in final
+    mcmc.progress_bar, mcmc.post_warmup_state = False, warmed
+    mcmc.run(jax.random.PRNGKey(1), X, Y)
+    np.testing.assert_array_equal(with_bar, mcmc.get_samples()["slope"])
+
+
+def test_polling_gives_up_at_its_deadline():
+    # A run that outlasts the deadline is left to the blocking wait that follows.
+    slow = jax.jit(lambda x: jax.lax.fori_loop(0, 200, lambda i, m: jnp.tanh(m @ m), x))
+    x = jnp.eye(300) * 0.5
+    jax.block_until_ready(slow(x))
+    out = slow(x)
+    started = time.perf_counter()
+    progress.await_by_polling([out], started + 0.001)
+    assert not out.is_ready(), "the run ended within 1 ms: make it longer"
+    progress.await_by_polling([out], time.perf_counter() + 60.0)
+    assert out.is_ready()

@@ -399,10 +399,11 @@ def run_chains(
         if queued is None and finish_later is not None and one_call:
             # Expected to take under `progress.UPDATE_SECONDS`: a bar drawn once, when completed (a
             # tqdm bar cost 0.6-1.2 ms on eight schools' 23 ms of 4 chains run by two threads).
+            expected = progress.expected_seconds(speed_key, start, stop)
             bar_id = open_bar(short=True)
             out = program(state, buffer, schedule)
 
-            finish_later.append(lambda: progress.complete_bar(bar_id, out, stop, _describe(schedule)))
+            finish_later.append(lambda: progress.complete_bar(bar_id, out, stop, _describe(schedule), expected))
             return out
         bar_id = open_bar()
         if queued is None:
