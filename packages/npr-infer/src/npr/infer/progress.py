@@ -217,8 +217,8 @@ def await_by_polling(arrays, give_up_at):
 
     A thread that blocks until a run of a few milliseconds ends resumes later and slower than one that
     polls: on a 2-core VM, after eight schools' 2.7 ms run, the final line of a bar that blocked added
-    120-140 us to the run and one that polled 40-80 us (medians of 300 paired runs each). Yielding,
-    the poll leaves the core to the run's own threads when they need it.
+    120-145 us to the run and one that polled 0-85 us (medians of 200-300 paired runs, four times).
+    Yielding, the poll leaves the core to the run's own threads when they need it.
 
     Example:
       >>> x = jax.numpy.ones(3) + 1
