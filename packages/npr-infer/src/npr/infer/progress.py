@@ -252,8 +252,12 @@ CALLS_SHARE = 50
 def _first_chunk(speed_key, start, stop):
     """Iterations in the first call of `run_in_chunks`: from the loop's last measured speed, or a
     short probe when it has none."""
-    known = _SPEEDS.get(speed_key) if speed_key is not None else None
+    known = _known_speed(speed_key)
     return max(1, (stop - start) // 50) if known is None else _chunk(known)
+
+
+def _known_speed(speed_key):
+    return _SPEEDS.get(speed_key) if speed_key is not None else None
 
 
 def expected_seconds(speed_key, start, stop):
@@ -264,7 +268,7 @@ def expected_seconds(speed_key, start, stop):
       >>> expected_seconds("a loop never run", 0, 10) is None
       True
     """
-    known = _SPEEDS.get(speed_key) if speed_key is not None else None
+    known = _known_speed(speed_key)
     if known is None:
         return None
     return known.per_iteration * (stop - start) + (known.per_call or 0.0)
